@@ -1,0 +1,27 @@
+# Copyright 2026 The optaxclip authors.
+# SPDX-License-Identifier: Apache-2.0
+"""optaxclip: gradient clipping for JAX, as composable Optax transformations."""
+
+from optaxclip._core import ClipState
+from optaxclip._core import ClipStats
+from optaxclip._core import stats
+from optaxclip._norm_clipping import clip_by_block_rms
+from optaxclip._norm_clipping import clip_by_global_norm
+from optaxclip._norm_clipping import clip_by_tensor_norm
+from optaxclip._norm_clipping import clip_by_value
+from optaxclip._norm_clipping import clip_tree_by_global_norm
+from optaxclip._norm_clipping import global_norm
+
+__version__ = "0.1.0"
+
+__all__ = (
+  "ClipState",
+  "ClipStats",
+  "clip_by_block_rms",
+  "clip_by_global_norm",
+  "clip_by_tensor_norm",
+  "clip_by_value",
+  "clip_tree_by_global_norm",
+  "global_norm",
+  "stats",
+)
