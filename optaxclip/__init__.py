@@ -5,23 +5,37 @@
 from optaxclip._core import ClipState
 from optaxclip._core import ClipStats
 from optaxclip._core import stats
+from optaxclip._layer import clip_by_layer
 from optaxclip._norm_clipping import clip_by_block_rms
 from optaxclip._norm_clipping import clip_by_global_norm
 from optaxclip._norm_clipping import clip_by_tensor_norm
 from optaxclip._norm_clipping import clip_by_value
 from optaxclip._norm_clipping import clip_tree_by_global_norm
 from optaxclip._norm_clipping import global_norm
+from optaxclip._params import clip_params
+from optaxclip._params import max_norm_constraint
+from optaxclip._unitwise import adaptive_grad_clip
+from optaxclip._wrappers import SkipState
+from optaxclip._wrappers import SkipStats
+from optaxclip._wrappers import skip_nonfinite
 
 __version__ = "0.1.0"
 
 __all__ = (
   "ClipState",
   "ClipStats",
+  "SkipState",
+  "SkipStats",
+  "adaptive_grad_clip",
   "clip_by_block_rms",
   "clip_by_global_norm",
+  "clip_by_layer",
   "clip_by_tensor_norm",
   "clip_by_value",
+  "clip_params",
   "clip_tree_by_global_norm",
   "global_norm",
+  "max_norm_constraint",
+  "skip_nonfinite",
   "stats",
 )

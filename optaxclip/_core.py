@@ -23,8 +23,12 @@ import functools
 import math
 import numbers
 import re
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NamedTuple
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import Literal
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -391,9 +395,7 @@ def _buckets(leaves: Sequence[jax.Array]) -> tuple[list[list[int]], list[int]]:
   singles: list[int] = []
   for i, x in enumerate(leaves):
     n = int(np.prod(jnp.shape(x), dtype=np.int64))
-    if (
-      n > _SMALL_LEAF or jnp.iscomplexobj(x) or not _replicated(x) or n == 0
-    ):
+    if n > _SMALL_LEAF or jnp.iscomplexobj(x) or not _replicated(x) or n == 0:
       singles.append(i)
       continue
     key = acc_dtype(x.dtype)
@@ -483,7 +485,9 @@ def leaf_powers(
 
 def tree_norm(tree: Any, ord: Ord = 2, *, axis_name=None) -> jax.Array:
   """Global norm of a pytree, accumulated in float32 (float64 for f64)."""
-  return root(global_power(jax.tree.leaves(tree), ord, axis_name=axis_name), ord)
+  return root(
+    global_power(jax.tree.leaves(tree), ord, axis_name=axis_name), ord
+  )
 
 
 def default_unit_axes(ndim: int, fn: str) -> tuple[int, ...]:
@@ -572,9 +576,7 @@ def check_finite(
   if policy != "error":
     return
   cb = functools.partial(_raise_nonfinite, fn, name)
-  jax.lax.cond(
-    finite, lambda: None, lambda: jax.debug.callback(cb, norm, step)
-  )
+  jax.lax.cond(finite, lambda: None, lambda: jax.debug.callback(cb, norm, step))
 
 
 def keep_mask(finite: jax.Array, policy: NonFinitePolicy):
@@ -617,7 +619,9 @@ def clip_global(
     prev,
     finite=finite,
     norm_before=norm,
-    norm_after=norm * factor if keep is None else jnp.where(keep, norm * factor, 0),
+    norm_after=norm * factor
+    if keep is None
+    else jnp.where(keep, norm * factor, 0),
     threshold=threshold,
     scale=factor,
     clipped=jnp.logical_or(clipped, ~finite),
@@ -678,13 +682,15 @@ def clip_groups(
   finite = jnp.isfinite(total)
   check_finite(finite, policy, fn, name, norm_before, prev.step)
   keep = keep_mask(finite, policy)
-  out = [
-    scale_leaf(x, factor[g], keep) for x, g in zip(leaves, group_of_leaf)
-  ]
+  out = [scale_leaf(x, factor[g], keep) for x, g in zip(leaves, group_of_leaf)]
   after_pow = gpow * (factor**2 if ord == 2 else factor)
   norm_after = root(combine(after_pow, ord), ord)
   scale = jnp.min(factor) if n_groups else jnp.ones([], dt)
-  uniform = thr[0] if n_groups and all(t is thresholds[0] for t in thresholds) else jnp.nan
+  uniform = (
+    thr[0]
+    if n_groups and all(t is thresholds[0] for t in thresholds)
+    else jnp.nan
+  )
   if keep is not None:
     norm_after = jnp.where(keep, norm_after, 0)
     scale = jnp.where(keep, scale, 0)
@@ -697,6 +703,23 @@ def clip_groups(
     scale=scale,
     clipped=jnp.where(finite, jnp.mean(clipped.astype(jnp.float32)), 1.0),
   )
+
+
+def min_factor(factors: Sequence[jax.Array]) -> jax.Array:
+  """Smallest element over a list of factor arrays, as float32 (1 if none)."""
+  if not factors:
+    return jnp.ones([], jnp.float32)
+  return jnp.min(
+    jnp.stack([jnp.min(f, initial=1).astype(jnp.float32) for f in factors])
+  )
+
+
+def fraction_true(flags: Sequence[jax.Array]) -> jax.Array:
+  """Fraction of True elements over a list of boolean arrays (float32)."""
+  n = sum(int(np.prod(jnp.shape(f))) for f in flags)
+  if n == 0:
+    return jnp.zeros([], jnp.float32)
+  return sum(jnp.sum(f, dtype=jnp.float32) for f in flags) / n
 
 
 def any_nonfinite(leaves: Sequence[jax.Array]) -> jax.Array:
@@ -741,7 +764,9 @@ def edge_cases(table: str) -> Callable[[Callable], Callable]:
   """Appends an edge-case table to a strategy's docstring."""
 
   def deco(f: Callable) -> Callable:
-    f.__doc__ = (f.__doc__ or "").rstrip() + "\n\n  Edge cases:\n" + table + "\n"
+    f.__doc__ = (
+      (f.__doc__ or "").rstrip() + "\n\n  Edge cases:\n" + table + "\n"
+    )
     return f
 
   return deco
@@ -804,9 +829,9 @@ def path_str(path: Sequence[Any]) -> str:
   LSTM cell reads ``encoder/cell/ii/kernel``.
   """
   keys = list(path)
-  if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey):
-    if keys[-1].name == "value":
-      keys = keys[:-1]
+  last = keys[-1] if keys else None
+  if isinstance(last, jax.tree_util.GetAttrKey) and last.name == "value":
+    keys = keys[:-1]
   return "/".join(_key_str(k) for k in keys)
 
 

@@ -13,6 +13,7 @@ import optax
 
 from optaxclip import _core
 
+
 @_core.edge_cases(
   """
   ===================== ==================================================
@@ -89,7 +90,9 @@ def clip_by_value(
     for x in leaves:
       d = jnp.asarray(delta).astype(x.dtype)
       y = jnp.clip(x, -d, d)
-      out.append(y if keep is None else jnp.where(keep, y, jnp.zeros((), y.dtype)))
+      out.append(
+        y if keep is None else jnp.where(keep, y, jnp.zeros((), y.dtype))
+      )
     frac = _core.count_where(
       leaves, lambda x: jnp.abs(x) > jnp.asarray(delta, x.dtype)
     )

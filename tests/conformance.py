@@ -1,0 +1,108 @@
+# Copyright 2026 The optaxclip authors.
+# SPDX-License-Identifier: Apache-2.0
+"""The registry of every public strategy, run through the same checks.
+
+Every strategy must appear in ``REGISTRY``. ``tests/test_conformance.py``
+runs each entry through the shared checks (jit without recompiling,
+inject_hyperparams, MultiSteps, lax.scan, dtypes, extra args, map_params,
+state stability, sharding, convergence with Adam).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import optax
+
+import optaxclip
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """One strategy with sample arguments.
+
+  Attributes:
+    name: test id.
+    factory: the public factory.
+    kwargs: sample arguments (numeric ones are injected as hyperparameters).
+    static_args: names passed to ``inject_hyperparams`` as static.
+    needs_params: whether ``update`` needs ``params``.
+    wrapper: whether the factory wraps an inner transformation (passed as
+      the first positional argument, built by ``inner``).
+    inner: builds the inner transformation of a wrapper.
+    stage: ``"grad"`` (before the optimizer) or ``"update"`` (after it, like
+      clippy and the parameter constraints).
+  """
+
+  name: str
+  factory: Callable[..., Any]
+  kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+  static_args: tuple[str, ...] = ()
+  needs_params: bool = False
+  wrapper: bool = False
+  inner: Callable[[], Any] | None = None
+  stage: str = "grad"
+
+
+REGISTRY: list[Case] = [
+  Case("clip_by_value", optaxclip.clip_by_value, {"max_delta": 0.5}),
+  Case(
+    "clip_by_global_norm",
+    optaxclip.clip_by_global_norm,
+    {"max_norm": 1.0},
+    static_args=("ord", "nonfinite"),
+  ),
+  Case(
+    "clip_by_global_norm_l1",
+    optaxclip.clip_by_global_norm,
+    {"max_norm": 1.0, "ord": 1},
+    static_args=("ord",),
+  ),
+  Case(
+    "clip_by_tensor_norm",
+    optaxclip.clip_by_tensor_norm,
+    {"max_norm": 0.5},
+  ),
+  Case(
+    "clip_by_layer_rules",
+    optaxclip.clip_by_layer,
+    {"thresholds": {"w*": 0.5}, "default": 1.0},
+    static_args=("thresholds",),
+  ),
+  Case(
+    "clip_by_layer_group",
+    optaxclip.clip_by_layer,
+    {"thresholds": {"w*": 0.5}, "default": 1.0, "strategy": "group_norm"},
+    static_args=("thresholds", "strategy"),
+  ),
+  Case("clip_by_block_rms", optaxclip.clip_by_block_rms, {"threshold": 0.1}),
+  Case(
+    "adaptive_grad_clip",
+    optaxclip.adaptive_grad_clip,
+    {"clipping": 0.1},
+    needs_params=True,
+  ),
+  Case(
+    "clip_params",
+    optaxclip.clip_params,
+    {"min_value": -2.0, "max_value": 2.0},
+    needs_params=True,
+    stage="update",
+  ),
+  Case(
+    "max_norm_constraint",
+    optaxclip.max_norm_constraint,
+    {"max_norm": 3.0},
+    needs_params=True,
+    stage="update",
+  ),
+  Case(
+    "skip_nonfinite",
+    optaxclip.skip_nonfinite,
+    {},
+    wrapper=True,
+    inner=lambda: optax.adam(1e-2),
+  ),
+]
