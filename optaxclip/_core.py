@@ -575,6 +575,10 @@ def check_finite(
   """
   if policy != "error":
     return
+  if not _is_traced(finite):  # eager: raise right here
+    if not bool(finite):
+      _raise_nonfinite(fn, name, norm, step)
+    return
   cb = functools.partial(_raise_nonfinite, fn, name)
   jax.lax.cond(finite, lambda: None, lambda: jax.debug.callback(cb, norm, step))
 
