@@ -240,8 +240,28 @@ def check_choice(value: Any, arg: str, fn: str, choices: Sequence[Any]) -> Any:
   return value
 
 
+def check_static(value: Any, arg: str, fn: str) -> Any:
+  """Rejects a JAX array for a structural (static) argument, clearly.
+
+  :func:`optax.inject_hyperparams` turns every numeric argument into an
+  array unless it is listed in ``static_args``; a structural argument (a
+  norm order, a window size, a number of warm-up steps) cannot be one.
+  """
+  if isinstance(value, (jax.Array, jax.core.Tracer)):
+    raise TypeError(
+      f"optaxclip.{fn}: `{arg}` is a structural argument and cannot be a "
+      f"JAX array (got {value!r}). With optax.inject_hyperparams, list it in "
+      f"static_args, e.g. optax.inject_hyperparams(optaxclip.{fn}, "
+      f"static_args=({arg!r},))."
+    )
+  return value
+
+
 def check_ord(ord: Any, fn: str) -> Ord:
   """Normalises a norm order: 1, 2 or ``"inf"`` (``inf`` is accepted)."""
+  check_static(ord, "ord", fn)
+  if ord is None:
+    return 2
   if isinstance(ord, (int, float)) and not isinstance(ord, bool):
     if ord == math.inf:
       return "inf"
@@ -261,6 +281,7 @@ def check_nonfinite(policy: Any, fn: str) -> NonFinitePolicy:
 
 def check_axis(axis: Any, fn: str) -> tuple[int, ...] | None:
   """Normalises a static unit axis argument to a tuple of ints or None."""
+  check_static(axis, "axis", fn)
   if axis is None:
     return None
   if isinstance(axis, numbers.Integral) and not isinstance(axis, bool):

@@ -71,7 +71,7 @@ def clip_by_layer(
   *,
   default: _core.ThresholdOrSchedule | None = None,
   strategy: str = "tensor_norm",
-  ord: _core.Ord = 2,
+  ord: _core.Ord | None = None,
   nonfinite: _core.NonFinitePolicy = "zero",
   name: str = "clip_by_layer",
 ) -> optax.GradientTransformationExtraArgs:
@@ -110,7 +110,9 @@ def clip_by_layer(
     default: threshold for leaves no rule matches; without it such a leaf is
       an error.
     strategy: ``"tensor_norm"`` (default) or ``"group_norm"``.
-    ord: the norm: 2 (default), 1 or ``"inf"``.
+    ord: the norm: ``None`` or 2 for L2 (default), 1, or ``"inf"``. It is
+      structural: ``None`` keeps :func:`optax.inject_hyperparams` from
+      turning it into an array.
     nonfinite: policy for a non-finite norm: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.

@@ -111,7 +111,7 @@ def clip_by_value(
 def clip_by_global_norm(
   max_norm: _core.ThresholdOrSchedule,
   *,
-  ord: _core.Ord = 2,
+  ord: _core.Ord | None = None,
   nonfinite: _core.NonFinitePolicy = "zero",
   axis_name: Any = None,
   name: str = "clip_by_global_norm",
@@ -134,7 +134,9 @@ def clip_by_global_norm(
     max_norm: the threshold :math:`c \ge 0`, or a schedule of the step
       (e.g. a warm-up); traced values from :func:`optax.inject_hyperparams`
       work too.
-    ord: the norm: 2 (default), 1 or ``"inf"``.
+    ord: the norm: ``None`` or 2 for L2 (default), 1, or ``"inf"``. It is
+      structural: ``None`` keeps :func:`optax.inject_hyperparams` from
+      turning it into an array.
     nonfinite: policy for a non-finite norm: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``; see the table below.
     axis_name: a mapped axis name (under :func:`jax.shard_map`) across which
@@ -182,7 +184,7 @@ def clip_by_global_norm(
 def clip_by_tensor_norm(
   max_norm: _core.ThresholdOrSchedule,
   *,
-  ord: _core.Ord = 2,
+  ord: _core.Ord | None = None,
   nonfinite: _core.NonFinitePolicy = "zero",
   axis_name: Any = None,
   name: str = "clip_by_tensor_norm",
@@ -203,7 +205,9 @@ def clip_by_tensor_norm(
 
   Args:
     max_norm: the per-leaf threshold :math:`c \ge 0`, or a schedule.
-    ord: the norm: 2 (default), 1 or ``"inf"``.
+    ord: the norm: ``None`` or 2 for L2 (default), 1, or ``"inf"``. It is
+      structural: ``None`` keeps :func:`optax.inject_hyperparams` from
+      turning it into an array.
     nonfinite: policy for a non-finite norm (any leaf): ``"zero"``
       (default), ``"propagate"`` or ``"error"``.
     axis_name: mapped axis to reduce the leaf norms over (``shard_map``).
