@@ -5,6 +5,16 @@
 from optaxclip._core import ClipState
 from optaxclip._core import ClipStats
 from optaxclip._core import stats
+from optaxclip._diagnostics import CalibrationReport
+from optaxclip._diagnostics import Finding
+from optaxclip._diagnostics import MonitorState
+from optaxclip._diagnostics import MonitorStats
+from optaxclip._diagnostics import StatsHistory
+from optaxclip._diagnostics import ThresholdSuggestion
+from optaxclip._diagnostics import calibrate
+from optaxclip._diagnostics import diagnose
+from optaxclip._diagnostics import monitor_norms
+from optaxclip._diagnostics import suggest_threshold
 from optaxclip._layer import clip_by_layer
 from optaxclip._norm_clipping import clip_by_block_rms
 from optaxclip._norm_clipping import clip_by_global_norm
@@ -22,11 +32,18 @@ from optaxclip._wrappers import skip_nonfinite
 __version__ = "0.1.0"
 
 __all__ = (
+  "CalibrationReport",
   "ClipState",
   "ClipStats",
+  "Finding",
+  "MonitorState",
+  "MonitorStats",
   "SkipState",
   "SkipStats",
+  "StatsHistory",
+  "ThresholdSuggestion",
   "adaptive_grad_clip",
+  "calibrate",
   "clip_by_block_rms",
   "clip_by_global_norm",
   "clip_by_layer",
@@ -34,8 +51,11 @@ __all__ = (
   "clip_by_value",
   "clip_params",
   "clip_tree_by_global_norm",
+  "diagnose",
   "global_norm",
   "max_norm_constraint",
+  "monitor_norms",
   "skip_nonfinite",
   "stats",
+  "suggest_threshold",
 )
