@@ -34,6 +34,10 @@ class Case:
     inner: builds the inner transformation of a wrapper.
     stage: ``"grad"`` (before the optimizer) or ``"update"`` (after it, like
       clippy and the parameter constraints).
+    extra_args: extra keyword arguments ``update`` needs (e.g. a loss).
+    skip: ``{check: reason}`` for the conformance checks that cannot hold
+      for this strategy; the check names are ``test_conformance.CHECKS``.
+      Every entry is reported as a skipped test with its reason.
   """
 
   name: str
@@ -44,6 +48,8 @@ class Case:
   wrapper: bool = False
   inner: Callable[[], Any] | None = None
   stage: str = "grad"
+  extra_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  skip: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 REGISTRY: list[Case] = [
