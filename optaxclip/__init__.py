@@ -24,7 +24,16 @@ from optaxclip._norm_clipping import clip_tree_by_global_norm
 from optaxclip._norm_clipping import global_norm
 from optaxclip._params import clip_params
 from optaxclip._params import max_norm_constraint
+from optaxclip._spikes import SpikeClipState
+from optaxclip._spikes import SpikeSkipState
+from optaxclip._spikes import SpikeSkipStats
+from optaxclip._spikes import StableSpamState
+from optaxclip._spikes import clip_spikes
+from optaxclip._spikes import skip_on_spike
+from optaxclip._spikes import stable_spam_clip
 from optaxclip._unitwise import adaptive_grad_clip
+from optaxclip._update_clipping import ClippyState
+from optaxclip._update_clipping import clippy
 from optaxclip._wrappers import SkipState
 from optaxclip._wrappers import SkipStats
 from optaxclip._wrappers import skip_nonfinite
@@ -35,11 +44,16 @@ __all__ = (
   "CalibrationReport",
   "ClipState",
   "ClipStats",
+  "ClippyState",
   "Finding",
   "MonitorState",
   "MonitorStats",
   "SkipState",
   "SkipStats",
+  "SpikeClipState",
+  "SpikeSkipState",
+  "SpikeSkipStats",
+  "StableSpamState",
   "StatsHistory",
   "ThresholdSuggestion",
   "adaptive_grad_clip",
@@ -50,12 +64,16 @@ __all__ = (
   "clip_by_tensor_norm",
   "clip_by_value",
   "clip_params",
+  "clip_spikes",
   "clip_tree_by_global_norm",
+  "clippy",
   "diagnose",
   "global_norm",
   "max_norm_constraint",
   "monitor_norms",
   "skip_nonfinite",
+  "skip_on_spike",
+  "stable_spam_clip",
   "stats",
   "suggest_threshold",
 )
