@@ -2,6 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 """optaxclip: gradient clipping for JAX, as composable Optax transformations."""
 
+from optaxclip._adaptive import AdaGCState
+from optaxclip._adaptive import AutoClipState
+from optaxclip._adaptive import ZClipState
+from optaxclip._adaptive import ZClipStats
+from optaxclip._adaptive import adagc
+from optaxclip._adaptive import autoclip
+from optaxclip._adaptive import zclip
 from optaxclip._core import ClipState
 from optaxclip._core import ClipStats
 from optaxclip._core import stats
@@ -41,6 +48,8 @@ from optaxclip._wrappers import skip_nonfinite
 __version__ = "0.1.0"
 
 __all__ = (
+  "AdaGCState",
+  "AutoClipState",
   "CalibrationReport",
   "ClipState",
   "ClipStats",
@@ -56,7 +65,11 @@ __all__ = (
   "StableSpamState",
   "StatsHistory",
   "ThresholdSuggestion",
+  "ZClipState",
+  "ZClipStats",
+  "adagc",
   "adaptive_grad_clip",
+  "autoclip",
   "calibrate",
   "clip_by_block_rms",
   "clip_by_global_norm",
@@ -76,4 +89,5 @@ __all__ = (
   "stable_spam_clip",
   "stats",
   "suggest_threshold",
+  "zclip",
 )
