@@ -1,0 +1,237 @@
+# Copyright 2026 The optaxclip authors.
+# SPDX-License-Identifier: Apache-2.0
+"""Character language model on Shakespeare: the task and its command line.
+
+Example::
+
+  python -m examples.char_lm --model lstm --clip clip_by_global_norm:1.0 \\
+      --lr 3e-3 --steps 2000
+  python -m examples.char_lm --optimizer sgd --lr 5 --clip none --steps 600
+  python -m examples.char_lm --bptt 50 --norm layernorm
+  python -m examples.char_lm --model transformer --text-file my_corpus.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from examples.char_lm.input_pipeline import CharData
+from examples.char_lm.input_pipeline import load_text
+from examples.char_lm.models import CharRNN
+from examples.char_lm.models import CharTransformer
+from examples.common import cli
+from examples.common import trainer
+
+MODELS = ("lstm", "gru", "transformer")
+
+
+def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+  g = p.add_argument_group("character language model")
+  g.add_argument("--model", choices=MODELS, default="lstm")
+  g.add_argument("--embed", type=int, default=64)
+  g.add_argument("--heads", type=int, default=4, help="transformer heads")
+  g.add_argument("--seq-len", type=int, default=100, help="window length")
+  g.add_argument(
+    "--bptt",
+    type=int,
+    default=0,
+    help="truncated BPTT: carry the recurrent state across batches and "
+    "backpropagate through this many steps (0: independent random windows "
+    "of --seq-len)",
+  )
+  g.add_argument("--text-file", default=None, help="train on this text")
+  g.add_argument("--val-fraction", type=float, default=0.05)
+  g.add_argument("--eval-windows", type=int, default=128)
+  g.add_argument("--eval-len", type=int, default=100)
+  g.add_argument("--sample-len", type=int, default=300)
+  g.add_argument("--temperature", type=float, default=0.8)
+  g.add_argument("--prompt", default="ROMEO.")
+  return p
+
+
+def make_parser() -> argparse.ArgumentParser:
+  return add_args(
+    cli.parser(
+      "Train a character language model (LSTM, GRU or Transformer) on "
+      "Shakespeare with an optaxclip clipping strategy.",
+      lr=3e-3,
+      steps=2000,
+      hidden=128,
+    )
+  )
+
+
+def build_model(args, vocab_size: int) -> nnx.Module:
+  rngs = nnx.Rngs(args.seed)
+  if args.model == "transformer":
+    if args.bptt:
+      raise SystemExit("--bptt applies to the recurrent models only")
+    return CharTransformer(
+      vocab_size,
+      args.hidden,
+      args.heads,
+      args.layers,
+      max_len=max(args.seq_len, args.eval_len),
+      rngs=rngs,
+    )
+  return CharRNN(
+    vocab_size, args.embed, args.hidden, args.layers, args.model, args.norm,
+    rngs=rngs,
+  )  # fmt: skip
+
+
+def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
+  """Per-token negative log-likelihood, computed in float32."""
+  return optax.softmax_cross_entropy_with_integer_labels(
+    logits.astype(jnp.float32), targets
+  )
+
+
+def loss_fn(model, batch, carry, key):
+  """Mean next-character cross-entropy (nats) of a batch."""
+  del key
+  if carry is not None:  # truncated BPTT: reset the streams that restart
+    keep = 1.0 - batch["reset"][:, None]
+    carry = jax.tree.map(lambda c: c * keep, carry)
+  logits, new_carry = model(batch["x"], carry)
+  loss = jnp.mean(token_nll(logits, batch["y"]))
+  return loss, (new_carry if carry is not None else None, {})
+
+
+@nnx.jit
+def _eval_batch(model, x, y, w):
+  logits, _ = model(x)
+  return jnp.sum(token_nll(logits, y) * w[:, None])
+
+
+@nnx.jit
+def _rnn_step(model, carry, tokens):
+  logits, carry = model(tokens, carry)
+  return logits[:, -1], carry
+
+
+@nnx.jit
+def _transformer_last(model, window, length):
+  logits, _ = model(window)
+  return jnp.take(logits[0], length - 1, axis=0)
+
+
+def evaluate(model, windows: dict, batch_size: int) -> dict[str, float]:
+  """Validation loss (nats/char) and bits per character."""
+  total, count = 0.0, 0
+  for xb, yb, wb in trainer.padded_batches(
+    (windows["x"], windows["y"]), batch_size
+  ):
+    total += float(_eval_batch(model, *trainer.shard_batch((xb, yb, wb))))
+    count += int(wb.sum()) * yb.shape[1]
+  loss = total / max(count, 1)
+  return {"val_loss": loss, "val_bpc": loss / math.log(2)}
+
+
+def sample(
+  model,
+  vocab,
+  prompt: str,
+  length: int,
+  temperature: float,
+  seed: int = 0,
+) -> str:
+  """Generates ``length`` characters after ``prompt``.
+
+  Temperature 0 is greedy decoding; higher values flatten the distribution.
+  """
+  rng = np.random.default_rng(seed)
+  ids = list(vocab.encode(prompt or "\n"))
+
+  def pick(logits):
+    logits = np.asarray(logits, np.float64)
+    if temperature <= 0:
+      return int(np.argmax(logits))
+    z = logits / temperature
+    p = np.exp(z - z.max())
+    return int(rng.choice(len(p), p=p / p.sum()))
+
+  out = []
+  if isinstance(model, CharTransformer):
+    L = model.max_len
+    for _ in range(length):
+      ctx = ids[-L:]
+      window = np.zeros((1, L), np.int32)
+      window[0, : len(ctx)] = ctx
+      nxt = pick(_transformer_last(model, jnp.asarray(window), len(ctx)))
+      ids.append(nxt)
+      out.append(nxt)
+  else:
+    carry = model.init_carry(1)
+    logits, carry = _rnn_step(model, carry, jnp.asarray([ids], jnp.int32))
+    for _ in range(length):
+      nxt = pick(logits[0])
+      out.append(nxt)
+      logits, carry = _rnn_step(model, carry, jnp.asarray([[nxt]], jnp.int32))
+  return prompt + vocab.decode(out)
+
+
+def build_task(args, text: str | None = None) -> trainer.Task:
+  """The char-LM task for parsed ``args`` (``text`` overrides the data)."""
+  if text is None:
+    text = load_text(args.text_file, args.data_dir)
+  data = CharData(text, args.val_fraction)
+  model = build_model(args, len(data.vocab))
+  eval_len = args.eval_len
+  if args.model == "transformer":
+    eval_len = min(eval_len, model.max_len)
+  windows = data.val_windows(args.eval_windows, eval_len)
+  bptt = args.bptt
+
+  if bptt:
+
+    def train_batch(step):
+      b = data.stream_windows(step, args.batch_size, bptt)
+      start = data.is_stream_start(step, args.batch_size, bptt)
+      b["reset"] = np.full(args.batch_size, float(start), np.float32)
+      return b
+
+    def init_carry():
+      return model.init_carry(args.batch_size)
+
+  else:
+
+    def train_batch(step):
+      return data.random_windows(step, args.batch_size, args.seq_len, args.seed)
+
+    init_carry = None
+
+  def report(model, ev):
+    text = sample(
+      model, data.vocab, args.prompt, args.sample_len, args.temperature,
+      args.seed,
+    )  # fmt: skip
+    return [f"sample (temperature {args.temperature}):", *text.splitlines()]
+
+  return trainer.Task(
+    name="char_lm",
+    model=model,
+    loss_fn=loss_fn,
+    train_batch=train_batch,
+    evaluate=lambda m: evaluate(m, windows, args.batch_size),
+    init_carry=init_carry,
+    meta={"vocab": data.vocab.to_json()},
+    report=report,
+    metric="val_bpc",
+  )
+
+
+def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
+  args = cli.parse(make_parser(), argv, "char_lm")
+  task = build_task(args)
+  result = trainer.train(task, args)
+  trainer.summary(result, task.metric)
+  return result
