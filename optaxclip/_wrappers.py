@@ -122,7 +122,9 @@ def guarded_update(
   out_shape = jax.eval_shape(run, None)
 
   def skip(_):
-    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), out_shape[0])
+    # zeros_like of the abstract output keeps its sharding (and weak type),
+    # which both branches of the cond must agree on.
+    zeros = jax.tree.map(jnp.zeros_like, out_shape[0])
     return zeros, inner_state
 
   new_updates, new_state = jax.lax.cond(skip_before, skip, run, None)
