@@ -73,6 +73,18 @@ def _check_static_int(value: Any, arg: str, fn: str, lo: int) -> int:
 # ---------------------------------------------------------------------------
 
 
+def _state_dtype(x: Any) -> np.dtype:
+  """dtype of element-wise state: float32, float64 for float64 leaves.
+
+  Integer leaves get float32 here; ``update`` then rejects them with a
+  clear TypeError.
+  """
+  dt = jnp.result_type(x)
+  if not jnp.issubdtype(dt, jnp.inexact):
+    return np.dtype(np.float32)
+  return _core.acc_dtype(dt)
+
+
 class SpikeClipState(NamedTuple):
   """State of :func:`clip_spikes`.
 
@@ -199,10 +211,7 @@ def clip_spikes(
   _core.check_name(name)
 
   def init_fn(params):
-    nu = jax.tree.map(
-      lambda p: jnp.zeros(jnp.shape(p), _core.acc_dtype(jnp.result_type(p))),
-      params,
-    )
+    nu = jax.tree.map(lambda p: jnp.zeros_like(p, _state_dtype(p)), params)
     return SpikeClipState(
       count=jnp.zeros([], jnp.int32),
       nu=nu,

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-from typing import Any
 from typing import NamedTuple
 
 import jax
@@ -18,13 +17,15 @@ class ClippyState(NamedTuple):
   """State of :func:`clippy`.
 
   Attributes:
-    factors: the last step's factor :math:`s` of every leaf, a float32
-      scalar per leaf in a pytree shaped like the parameters (so
-      ``state.factors["dense"]["kernel"]``); 0 on a zeroed step.
+    factors: the last step's factor :math:`s` of every leaf, float32 of
+      shape ``[number of leaves]`` in ``jax.tree.leaves`` order (an array,
+      not a pytree, so that :func:`optax.tree.map_params` does not take it
+      for parameters); 0 on a zeroed step. Read it per leaf with
+      ``jax.tree.unflatten(jax.tree.structure(params), list(factors))``.
     stats: ``{name: ClipStats}``.
   """
 
-  factors: Any
+  factors: jax.Array
   stats: dict[str, _core.ClipStats]
 
 
@@ -93,8 +94,8 @@ def clippy(
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` that needs ``params``,
     with a :class:`ClippyState`. Its statistics: ``scale`` = the smallest
-    :math:`s` over the leaves (every leaf's :math:`s` is in
-    ``state.factors``), ``clipped`` = the fraction of leaves with
+    :math:`s` over the leaves (each leaf's :math:`s` is in
+    :attr:`ClippyState.factors`), ``clipped`` = the fraction of leaves with
     :math:`s < 1`, the global L2 norms before and after (derived from the
     leaf norms and factors), ``threshold`` NaN (it is per element).
 
@@ -106,7 +107,7 @@ def clippy(
     >>> u, state = tx.update(grads, tx.init(params), params)
     >>> u["w"]   # s = 0.1 * 1 / 0.5 = 0.2
     Array([-0.1, -0.1], dtype=float32)
-    >>> float(state[1].factors["w"])
+    >>> float(state[1].factors[0])   # one factor per leaf
     0.2
 
   References:
@@ -123,7 +124,7 @@ def clippy(
   def init_fn(params):
     _core.require_params(params, fn)
     return ClippyState(
-      factors=jax.tree.map(lambda _: jnp.ones([], f32), params),
+      factors=jnp.ones([len(jax.tree.leaves(params))], f32),
       stats=_core.named(name, _core.init_stats()),
     )
 
@@ -133,6 +134,12 @@ def clippy(
     leaves, treedef = jax.tree.flatten(updates)
     _core.check_leaves(leaves, fn)
     p_leaves = treedef.flatten_up_to(params)
+    if len(leaves) != state.factors.shape[0]:
+      raise ValueError(
+        f"optaxclip.{fn}: the updates have {len(leaves)} leaves but the "
+        f"state was initialised for {state.factors.shape[0]}; init it with "
+        "parameters of the same structure as the updates."
+      )
     prev = _core.unnamed(state.stats)
     if not leaves:
       stats = _core.next_stats(
@@ -178,7 +185,7 @@ def clippy(
       clipped=frac,
     )
     return jax.tree.unflatten(treedef, out), ClippyState(
-      factors=jax.tree.unflatten(treedef, list(s)),
+      factors=s,
       stats=_core.named(name, stats),
     )
 
