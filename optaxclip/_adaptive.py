@@ -133,10 +133,11 @@ def _sketch_percentile(counts, n, q, lowest, highest) -> jax.Array:
 
   def order_stat(rank):
     # The bucket holding the rank-th smallest norm: the first whose
-    # cumulative count exceeds the rank.
+    # cumulative count exceeds the rank. The extremes are known exactly.
     k = jnp.sum(cum <= rank, dtype=jnp.int32)
     k = jnp.minimum(k, SKETCH_BUCKETS - 1)
-    return jnp.clip(mids[k], lowest, highest)
+    v = jnp.clip(mids[k], lowest, highest)
+    return jnp.where(rank == 0, lowest, jnp.where(rank >= n - 1, highest, v))
 
   a, b = order_stat(lo), order_stat(hi)
   out = jnp.where(frac == 0, a, a + frac * (b - a))
@@ -208,9 +209,9 @@ def autoclip(
     for norms in :math:`[10^{-20}, 10^{20}]`, plus a bucket for exact zeros
     (4,607 int32 counters, 18 KiB). The :math:`k`-th smallest norm is
     estimated by its bucket's representative :math:`2\gamma^i/(\gamma+1)`,
-    clamped to
-    the exact smallest and largest norms, and the percentile interpolates
-    between ranks as above. Every estimated order statistic, hence the
+    clamped to the exact smallest and largest norms (kept, and used for the
+    first and last ranks); the percentile interpolates between ranks as
+    above. Every estimated order statistic, hence the
     percentile, is within a relative :math:`\alpha` = 1 % of the exact one
     whatever the distribution, its tail or its drift over the run.
 
