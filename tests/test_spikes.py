@@ -344,7 +344,11 @@ def test_stable_spam_spike_shrinks_the_leaf():
   clipped = np.asarray(stats["stable_spam_clip"].clipped)
   assert clipped[45] > 0
   out = np.asarray(updates["g"][45])
-  assert abs(out[3]) < 10 * np.median(np.abs(out))
+  # The element is cut to the bias-corrected EMA of the peak, which early in
+  # a run (t = 46) still carries about peak / t of this very spike.
+  before = abs(g[45, 3]) / np.median(np.abs(g[45]))
+  after = abs(out[3]) / np.median(np.abs(out))
+  assert after < before / 20
 
 
 def test_stable_spam_nonfinite_leaves_state_alone():
