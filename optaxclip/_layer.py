@@ -191,8 +191,10 @@ def clip_by_layer(
   base = _core.stateless_clipper(name, apply)
 
   def init_fn(params):
-    if params is not None:
-      plan(params)  # report bad rules at init, not at the first step
+    # Report bad rules at init, not at the first step. A tree without
+    # leaves (the placeholder of optax.tree.map_params) has nothing to check.
+    if jax.tree.leaves(params):
+      plan(params)
     return base.init(params)
 
   return optax.GradientTransformationExtraArgs(init_fn, base.update)
