@@ -361,7 +361,9 @@ def stable_spam_clip(
   Stable-SPAM's third part, the momentum reset (MoRet), belongs to the
   optimizer and is not included; the reference code also resets the
   :math:`t` of these bias corrections at each momentum reset, which this
-  transformation does not.
+  transformation does not, and its optional cosine decay of
+  :math:`\gamma_1` (``total_T``) is left out (``gamma1`` accepts a traced
+  value through :func:`optax.inject_hyperparams` instead).
 
   Defaults are the reference code's: :math:`\gamma_1 = 0.7`,
   :math:`\gamma_2 = 0.9`, :math:`\theta = 0.999` (its ``gamma3``) and
@@ -582,6 +584,7 @@ def _band(values: jax.Array, count: jax.Array, sigma: Any) -> jax.Array:
 
 def _push(values, count, pos, value, accept):
   """Writes ``value`` at ``pos`` of the ring buffer when ``accept``."""
+  values = jnp.asarray(values)  # a restored checkpoint may hold NumPy
   size = values.shape[0]
   new_values = jnp.where(accept, values.at[pos].set(value), values)
   new_count = jnp.where(accept, jnp.minimum(count + 1, size), count)
@@ -644,9 +647,10 @@ def skip_on_spike(
   not, only the gradient norm is watched. The test is one-sided (a sudden
   *drop* is no reason to skip), as in Levanter; OLMo-core's is two-sided
   and its window keeps the spikes; Chen et al. watch the log of the norm
-  with a moving average. Defaults are OLMo-core's and Levanter's
-  (``window`` 128, ``sigma_factor`` 6) and OLMo-core's minimum history
-  of 20 values.
+  with a moving average. ``window`` 128 and ``sigma_factor`` 6 are
+  OLMo-core's and Levanter's defaults; ``min_history`` 20 is OLMo-core's
+  floor (it waits for ``max(20, window // 2)`` values, Levanter for
+  ``window // 2``), so the wrapper protects a run from its 21st step.
 
   Because a skipped value never enters the window, a lasting jump of the
   level (not a spike) would be skipped for ever: watch
