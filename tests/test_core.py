@@ -1,0 +1,573 @@
+# Copyright 2026 The optaxclip authors.
+# SPDX-License-Identifier: Apache-2.0
+"""Tests of the shared machinery in ``optaxclip._core``.
+
+Norms are compared with NumPy float64 re-implementations on random pytrees
+of mixed shapes, including enough small leaves to fill several buckets and
+leaves large enough to be reduced on their own.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from optaxclip import _core
+
+ORDS = (1, 2, "inf")
+
+
+# ---------------------------------------------------------------------------
+# NumPy float64 references
+# ---------------------------------------------------------------------------
+
+
+def np_power(x, ord):
+  """Power of one leaf in float64: sum |x|^2, sum |x| or max |x|."""
+  a = np.abs(
+    np.asarray(x).astype(np.complex128 if np.iscomplexobj(x) else np.float64)
+  )
+  if ord == 2:
+    return float(np.sum(a**2))
+  if ord == 1:
+    return float(np.sum(a))
+  return float(np.max(a, initial=0.0))
+
+
+def np_norm(leaves, ord):
+  powers = [np_power(x, ord) for x in leaves]
+  if ord == "inf":
+    return max(powers, default=0.0)
+  total = sum(powers)
+  return math.sqrt(total) if ord == 2 else total
+
+
+def random_leaves(rng, shapes, dtypes=(np.float32,), scale=1.0):
+  out = []
+  for i, s in enumerate(shapes):
+    dt = dtypes[i % len(dtypes)]
+    x = scale * rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 2)
+    out.append(jnp.asarray(x, dt))
+  return out
+
+
+# Mixed ranks, an empty leaf, and one leaf above `_SMALL_LEAF` elements,
+# which is reduced on its own rather than in a bucket.
+MIXED = [(), (1,), (3, 5), (2, 3, 4), (0, 3), (7,), (2, 2, 2, 2), (300, 230)]
+assert math.prod(MIXED[-1]) > _core._SMALL_LEAF
+
+
+# ---------------------------------------------------------------------------
+# Norms
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ord", ORDS)
+def test_global_power_and_leaf_powers_match_numpy(rng, ord):
+  leaves = random_leaves(rng, MIXED, (np.float32, jnp.bfloat16, np.float16))
+  want = np_norm(leaves, ord)
+  got = _core.root(_core.global_power(leaves, ord), ord)
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(float(got), want, rtol=2e-6)
+  powers = _core.leaf_powers(leaves, ord)
+  assert len(powers) == len(leaves)
+  np.testing.assert_allclose(
+    np.array(powers, np.float64),
+    [np_power(x, ord) for x in leaves],
+    rtol=2e-6,
+  )
+
+
+@pytest.mark.parametrize("ord", ORDS)
+def test_many_small_leaves_fill_several_buckets(rng, ord):
+  # More leaves than fit one bucket: segment reductions must keep each
+  # leaf's power in its own slot, in order.
+  n = _core._BUCKET_LEAVES * 2 + 17
+  shapes = [(int(k),) for k in rng.integers(1, 9, n)]
+  leaves = random_leaves(rng, shapes)
+  buckets, singles = _core._buckets(leaves)
+  assert len(buckets) == 3 and not singles
+  assert sorted(i for b in buckets for i in b) == list(range(n))
+  assert all(len(b) <= _core._BUCKET_LEAVES for b in buckets)
+  np.testing.assert_allclose(
+    np.array(_core.leaf_powers(leaves, ord), np.float64),
+    [np_power(x, ord) for x in leaves],
+    rtol=2e-6,
+  )
+  np.testing.assert_allclose(
+    float(_core.root(_core.global_power(leaves, ord), ord)),
+    np_norm(leaves, ord),
+    rtol=1e-5,
+  )
+
+
+def test_buckets_split_by_element_count_and_dtype(monkeypatch):
+  monkeypatch.setattr(_core, "_BUCKET_ELEMENTS", 10)
+  leaves = [jnp.ones(4), jnp.ones(4), jnp.ones(4), jnp.ones(3, jnp.bfloat16)]
+  leaves.append(jnp.ones(2, jnp.complex64))
+  buckets, singles = _core._buckets(leaves)
+  # 4 + 4 fit in 10, the third f32 leaf opens a new bucket; bf16 leaves
+  # accumulate in float32 too, so they share it; complex is on its own.
+  assert buckets == [[0, 1], [2, 3]]
+  assert singles == [4]
+
+
+def test_empty_inputs():
+  assert float(_core.global_power([], 2)) == 0.0
+  assert _core.leaf_powers([], 2) == []
+  assert float(_core.tree_norm({})) == 0.0
+  assert float(_core.tree_norm(jnp.zeros((0, 4)), "inf")) == 0.0
+  assert float(_core.combine([], 2)) == 0.0
+
+
+def test_complex_leaves_use_squared_modulus(rng):
+  z = rng.standard_normal((3, 4)) + 1j * rng.standard_normal((3, 4))
+  leaves = [jnp.asarray(z, jnp.complex64), jnp.asarray([3.0, 4.0])]
+  for ord in ORDS:
+    np.testing.assert_allclose(
+      float(_core.tree_norm(leaves, ord)), np_norm(leaves, ord), rtol=2e-6
+    )
+  np.testing.assert_allclose(
+    float(_core.tree_norm(jnp.asarray([3 + 4j], jnp.complex64))), 5.0
+  )
+
+
+def test_float16_elements_near_max_give_finite_norm():
+  x = jnp.full((1000,), 6e4, jnp.float16)
+  got = _core.tree_norm([x])
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(float(got), 6e4 * math.sqrt(1000), rtol=1e-3)
+  assert not np.isfinite(float(jnp.sqrt(jnp.sum(jnp.square(x)))))
+
+
+def test_float64_leaves_accumulate_in_float64():
+  with jax.enable_x64(True):
+    # The squares (about 1e-59) underflow in float32, not in float64.
+    x = jnp.asarray([3e-30, 4e-30], jnp.float64)
+    got = _core.tree_norm([x, jnp.zeros(2, jnp.float32)])
+    assert got.dtype == jnp.float64
+    assert float(got) == pytest.approx(5e-30, rel=1e-12)
+    assert _core.acc_dtype(jnp.float64) == np.float64
+    assert _core.acc_dtype(jnp.complex128) == np.float64
+
+
+@pytest.mark.parametrize(
+  "dtype", [jnp.bfloat16, jnp.float16, jnp.float32, jnp.complex64]
+)
+def test_acc_dtype_is_float32_below_64_bits(dtype):
+  assert _core.acc_dtype(dtype) == np.float32
+
+
+def test_unit_power_default_axes_match_numpy(rng):
+  want_axes = {0: (), 1: (0,), 2: (0,), 3: (0,), 4: (0, 1, 2), 5: (0, 1, 2, 3)}
+  for ndim, axes in want_axes.items():
+    x = rng.standard_normal((2, 3, 2, 3, 2)[:ndim])
+    assert _core.default_unit_axes(ndim, "f") == axes
+    got = _core.unit_power(jnp.asarray(x, jnp.float32), None, 2, "f")
+    want = np.sum(x**2, axis=axes, keepdims=True)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  x = jnp.asarray(rng.standard_normal((2, 3, 4)), jnp.float32)
+  got = _core.unit_power(x, (-1,), 1, "f")
+  np.testing.assert_allclose(got, np.sum(np.abs(x), -1, keepdims=True), 1e-6)
+  with pytest.raises(ValueError, match="axis="):
+    _core.unit_power(jnp.zeros((1,) * 6), None, 2, "my_fn")
+
+
+def test_root_has_finite_gradient_at_zero():
+  g = jax.grad(lambda p: _core.root(p, 2))(0.0)
+  assert np.isfinite(float(g))
+  # The norm itself: d|x|/dx at x = 0 is finite (the subgradient 0).
+  grad = jax.grad(lambda x: _core.tree_norm(x))(jnp.zeros(3))
+  chex.assert_trees_all_equal(grad, jnp.zeros(3))
+  assert float(_core.root(jnp.float32(4.0), 2)) == 2.0
+  assert float(_core.root(jnp.float32(4.0), 1)) == 4.0
+
+
+# ---------------------------------------------------------------------------
+# Scaling
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "norm, threshold, factor, clipped",
+  [
+    (10.0, 5.0, 0.5, True),
+    (5.0, 5.0, 1.0, False),  # equal: left alone
+    (2.0, 5.0, 1.0, False),
+    (0.0, 0.0, 1.0, False),  # no division by zero
+    (3.0, 0.0, 0.0, True),
+    (3.0, math.inf, 1.0, False),
+    (math.inf, math.inf, 1.0, False),
+  ],
+)
+def test_clip_factor(norm, threshold, factor, clipped):
+  f, c = _core.clip_factor(jnp.float32(norm), threshold)
+  assert float(f) == factor and bool(c) == clipped
+  assert f.dtype == jnp.float32
+
+
+def test_clip_factor_nonfinite_policies():
+  nan, inf = jnp.float32(jnp.nan), jnp.float32(jnp.inf)
+  # "zero" / "error" leave the factor finite (the caller masks the step).
+  assert np.isfinite(float(_core.clip_factor(nan, 1.0, "zero")[0]))
+  assert float(_core.clip_factor(inf, 1.0, "zero")[0]) == 0.0
+  # "propagate": threshold / norm, as optax.
+  assert np.isnan(float(_core.clip_factor(nan, 1.0, "propagate")[0]))
+  assert float(_core.clip_factor(inf, 1.0, "propagate")[0]) == 0.0
+
+
+def test_clip_factor_gradient_at_zero_norm():
+  g = jax.grad(lambda n: _core.clip_factor(n, 1.0)[0])(0.0)
+  assert float(g) == 0.0
+  g = jax.grad(lambda t: _core.clip_factor(jnp.float32(2.0), t)[0])(1.0)
+  assert float(g) == pytest.approx(0.5)
+
+
+def test_scale_leaf_multiplies_in_float32():
+  # A factor that is subnormal in float16 would lose precision if cast to
+  # the leaf's dtype first; scale_leaf multiplies in float32.
+  x = jnp.asarray([6e4, -3e4, 1.0], jnp.float16)
+  factor = jnp.float32(3.3e-7)
+  got = _core.scale_leaf(x, factor)
+  assert got.dtype == jnp.float16
+  want = (np.asarray(x, np.float32) * np.float32(3.3e-7)).astype(np.float16)
+  np.testing.assert_array_equal(np.asarray(got), want)
+  naive = x * factor.astype(jnp.float16)
+  assert not np.array_equal(np.asarray(naive), want)
+
+
+def test_scale_leaf_keep_gives_zeros_not_nan():
+  x = jnp.asarray([jnp.nan, jnp.inf, 1.0], jnp.bfloat16)
+  got = _core.scale_leaf(x, 0.5, keep=jnp.array(False))
+  chex.assert_trees_all_equal(got, jnp.zeros(3, jnp.bfloat16))
+  got = _core.scale_leaf(x, 0.5, keep=jnp.array(True))
+  assert got.dtype == jnp.bfloat16 and float(got[2]) == 0.5
+
+
+def test_scale_leaf_float64_multiplies_in_float64():
+  with jax.enable_x64(True):
+    x = jnp.asarray([1.0 + 2e-12], jnp.float64)
+    got = _core.scale_leaf(x, jnp.float64(0.5))
+    assert got.dtype == jnp.float64
+    assert float(got[0]) - 0.5 == pytest.approx(1e-12, rel=1e-3)
+
+
+def test_clip_groups_matches_numpy_and_derived_norm_after(rng):
+  shapes = [(3,), (2, 2), (), (5,), (1, 3)]
+  leaves = random_leaves(rng, shapes, scale=3.0)
+  tree = {f"l{i}": x for i, x in enumerate(leaves)}
+  flat = jax.tree.leaves(tree)
+  groups = [0, 1, 0, 2, 1]
+  thresholds = [1.0, 100.0, 0.5]
+  out, stats = _core.clip_groups(
+    tree,
+    groups,
+    thresholds,
+    _core.init_stats(),
+    ord=2,
+    policy="zero",
+    fn="f",
+    name="f",
+  )
+  want = []
+  factors = []
+  for g, t in enumerate(thresholds):
+    n = np_norm([x for x, k in zip(flat, groups) if k == g], 2)
+    factors.append(min(1.0, t / n) if n > 0 else 1.0)
+  for x, g in zip(flat, groups):
+    want.append(np.asarray(x, np.float64) * factors[g])
+  chex.assert_trees_all_close(jax.tree.leaves(out), want, rtol=1e-6)
+  measured = np_norm(jax.tree.leaves(out), 2)
+  np.testing.assert_allclose(float(stats.norm_after), measured, rtol=1e-5)
+  np.testing.assert_allclose(float(stats.norm_before), np_norm(flat, 2), 1e-6)
+  clipped = [f < 1 for f in factors]
+  assert float(stats.clipped) == pytest.approx(np.mean(clipped))
+  assert float(stats.scale) == pytest.approx(min(factors), rel=1e-6)
+  assert np.isnan(float(stats.threshold))  # thresholds differ per group
+  assert int(stats.step) == 1 and int(stats.nonfinite_count) == 0
+
+
+def test_clip_global_nonfinite_masks_and_counts():
+  tree = {"a": jnp.asarray([1.0, jnp.nan]), "b": jnp.ones(2)}
+  norm = _core.tree_norm(tree)
+  out, stats = _core.clip_global(
+    tree, norm, 1.0, _core.init_stats(), policy="zero", fn="f", name="f"
+  )
+  chex.assert_trees_all_equal(out, jax.tree.map(jnp.zeros_like, tree))
+  assert int(stats.nonfinite_count) == 1
+  assert float(stats.scale) == 0 and float(stats.norm_after) == 0
+  assert float(stats.clipped) == 1
+  assert np.isnan(float(stats.norm_before))
+
+
+def test_check_finite_error_eager_and_jit():
+  with pytest.raises(FloatingPointError, match="name='myclip'"):
+    _core.check_finite(jnp.array(False), "error", "f", "myclip", 1.0, 3)
+
+  @jax.jit
+  def f(finite):
+    _core.check_finite(finite, "error", "f", "myclip", jnp.nan, 0)
+    return finite
+
+  assert bool(f(jnp.array(True)))
+  with pytest.raises(Exception, match="myclip"):
+    jax.block_until_ready(f(jnp.array(False)))
+
+
+# ---------------------------------------------------------------------------
+# Statistics records
+# ---------------------------------------------------------------------------
+
+
+def test_init_and_next_stats_dtypes():
+  s0 = _core.init_stats()
+  s1 = _core.next_stats(
+    s0, finite=jnp.array(False), norm_before=np.float64(2.0), clipped=True
+  )
+  for s in (s0, s1):
+    assert [x.dtype for x in s] == [jnp.float32] * 5 + [jnp.int32] * 2
+    assert all(x.shape == () for x in s)
+  assert int(s1.step) == 1 and int(s1.nonfinite_count) == 1
+  assert float(s1.clipped) == 1.0 and np.isnan(float(s1.norm_after))
+  big = s0._replace(step=jnp.asarray(np.iinfo(np.int32).max, jnp.int32))
+  stepped = _core.next_stats(big, finite=jnp.array(True))
+  assert int(stepped.step) == np.iinfo(np.int32).max  # saturates
+
+
+def test_named_and_unnamed():
+  assert _core.named("a", 1) == {"a": 1}
+  assert _core.unnamed({"a": 1}) == 1
+  with pytest.raises(ValueError):
+    _core.unnamed({"a": 1, "b": 2})
+  with pytest.raises(TypeError, match="name"):
+    _core.check_name("")
+  with pytest.raises(TypeError, match="name"):
+    _core.check_name(3)
+
+
+def test_small_helpers():
+  assert float(_core.min_factor([])) == 1.0
+  got = _core.min_factor([jnp.asarray([0.5, 1.0]), jnp.asarray(0.25)])
+  assert float(got) == 0.25 and got.dtype == jnp.float32
+  assert float(_core.fraction_true([])) == 0.0
+  frac = _core.fraction_true([jnp.asarray([True, False]), jnp.asarray(True)])
+  assert float(frac) == pytest.approx(2 / 3)
+  assert not bool(_core.any_nonfinite([]))
+  assert bool(_core.any_nonfinite([jnp.ones(2), jnp.asarray([-jnp.inf])]))
+  assert not bool(_core.any_nonfinite([jnp.ones(2)]))
+  hits = _core.count_where([jnp.arange(4.0), jnp.ones(2)], lambda x: x > 0.5)
+  assert float(hits) == pytest.approx(5 / 6)
+  assert float(_core.count_where([], lambda x: x > 0)) == 0.0
+
+
+def test_edge_cases_appends_table():
+  @_core.edge_cases("  TABLE")
+  def f():
+    """Summary."""
+
+  assert f.__doc__.endswith("Edge cases:\n  TABLE\n")
+  assert f.__doc__.startswith("Summary.")
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+  "value", [-1.0, -1e-30, math.nan, np.float32("nan"), -math.inf]
+)
+def test_check_threshold_rejects_out_of_range(value):
+  with pytest.raises(
+    ValueError, match=r"optaxclip\.fn: `max_norm` must be >= 0"
+  ):
+    _core.check_threshold(value, "max_norm", "fn")
+
+
+def test_check_threshold_messages():
+  with pytest.raises(ValueError, match=r"`t` must be a scalar.*shape \(2,\)"):
+    _core.check_threshold(np.ones(2), "t", "fn")
+  with pytest.raises(ValueError, match="`t` must be > 0"):
+    _core.check_threshold(0.0, "t", "fn", positive=True)
+  with pytest.raises(ValueError, match="<= 1"):
+    _core.check_threshold(1.5, "t", "fn", upper=1.0)
+  for bad in (None, True, "1.0", [1.0, "a"]):
+    with pytest.raises((TypeError, ValueError), match="`t`"):
+      _core.check_threshold(bad, "t", "fn")
+  with pytest.raises(TypeError, match="real"):
+    _core.check_threshold(1j, "t", "fn")
+  with pytest.raises(TypeError, match="callable"):
+    _core.check_threshold(lambda s: 1.0, "t", "fn", allow_schedule=False)
+
+
+@pytest.mark.parametrize(
+  "value", [0, 0.0, 1, 2.5, math.inf, np.float32(1), jnp.asarray(3.0)]
+)
+def test_check_threshold_accepts(value):
+  _core.check_threshold(value, "t", "fn")
+
+
+def test_check_threshold_does_not_branch_on_tracers():
+  @jax.jit
+  def f(t):
+    _core.check_threshold(t, "t", "fn")
+    return t
+
+  assert float(f(-1.0)) == -1.0  # unchecked: it is a traced value
+  _core.check_threshold(optax.linear_schedule(0.0, 1.0, 10), "t", "fn")
+
+
+@pytest.mark.parametrize(
+  "ord, want",
+  [(1, 1), (2, 2), (2.0, 2), ("inf", "inf"), (math.inf, "inf"), (None, 2)],
+)
+def test_check_ord_accepts(ord, want):
+  assert _core.check_ord(ord, "fn") == want
+  assert _core.check_ord(np.inf, "fn") == "inf"
+
+
+@pytest.mark.parametrize("ord", [0, 3, -1, "fro", True, "2", 2.5])
+def test_check_ord_rejects(ord):
+  with pytest.raises(ValueError, match=r"optaxclip\.fn: unknown ord"):
+    _core.check_ord(ord, "fn")
+
+
+def test_structural_arguments_reject_arrays():
+  for check in (_core.check_ord, _core.check_axis):
+    with pytest.raises(TypeError, match="static_args"):
+      check(jnp.asarray(1), "fn")
+
+
+def test_check_choice_and_nonfinite():
+  assert _core.check_nonfinite("zero", "fn") == "zero"
+  with pytest.raises(ValueError, match=r"unknown nonfinite='skip'.*'zero'"):
+    _core.check_nonfinite("skip", "fn")
+  with pytest.raises(ValueError, match="strategy"):
+    _core.check_choice("x", "strategy", "fn", ("a", "b"))
+
+
+def test_check_axis():
+  assert _core.check_axis(None, "fn") is None
+  assert _core.check_axis(1, "fn") == (1,)
+  assert _core.check_axis(np.int64(2), "fn") == (2,)
+  assert _core.check_axis([0, -1], "fn") == (0, -1)
+  for bad in (1.5, "0", (0, 1.0), True):
+    with pytest.raises(TypeError, match="`axis`"):
+      _core.check_axis(bad, "fn")
+
+
+def test_check_leaves():
+  _core.check_leaves([jnp.ones(2), jnp.ones(2, jnp.bfloat16)], "fn")
+  _core.check_leaves([jnp.ones(2, jnp.complex64)], "fn")
+  with pytest.raises(TypeError, match=r"int32.*shape \(3,\)"):
+    _core.check_leaves([jnp.ones(2), jnp.arange(3)], "fn")
+  with pytest.raises(TypeError, match="bool"):
+    _core.check_leaves([jnp.ones(2, bool)], "fn")
+  with pytest.raises(TypeError, match="complex"):
+    _core.check_leaves([jnp.ones(2, jnp.complex64)], "fn", allow_complex=False)
+
+
+def test_require_params():
+  _core.require_params({}, "fn")
+  with pytest.raises(ValueError, match=r"optaxclip\.fn needs the parameters"):
+    _core.require_params(None, "fn")
+
+
+def test_resolve():
+  assert _core.resolve(2.0, jnp.int32(3)) == 2.0
+  sched = optax.linear_schedule(0.0, 1.0, 10)
+  assert float(_core.resolve(sched, jnp.int32(5))) == pytest.approx(0.5)
+
+
+# ---------------------------------------------------------------------------
+# Parameter paths
+# ---------------------------------------------------------------------------
+
+
+class Pair(NamedTuple):
+  first: jax.Array
+  second: jax.Array
+
+
+def test_leaf_paths_of_common_containers():
+  tree = {
+    "enc": [jnp.ones(1), (jnp.ones(1), jnp.ones(1))],
+    "pair": Pair(jnp.ones(1), jnp.ones(1)),
+    "none": None,
+    "masked": optax.MaskedNode(),
+  }
+  assert _core.leaf_paths(tree) == [
+    "enc/0",
+    "enc/1/0",
+    "enc/1/1",
+    "pair/first",
+    "pair/second",
+  ]
+
+
+def test_leaf_paths_drop_nnx_value():
+  class Cell(nnx.Module):
+    def __init__(self):
+      self.ii = nnx.Linear(2, 3, rngs=nnx.Rngs(0))
+
+  class Model(nnx.Module):
+    def __init__(self):
+      self.encoder = nnx.Dict(cell=Cell())
+
+  paths = _core.leaf_paths(nnx.state(Model(), nnx.Param))
+  assert paths == ["encoder/cell/ii/bias", "encoder/cell/ii/kernel"]
+
+
+@pytest.mark.parametrize(
+  "pattern, path, want",
+  [
+    ("encoder/*/kernel", "encoder/cell/kernel", True),
+    ("encoder/*/kernel", "encoder/cell/ii/kernel", False),
+    ("encoder/**/kernel", "encoder/cell/ii/kernel", True),
+    ("**/kernel", "encoder/cell/ii/kernel", True),
+    ("**/kernel", "kernel", False),  # '**/' needs a segment before
+    ("**kernel", "kernel", True),
+    ("*", "w", True),
+    ("*", "enc/w", True),  # a prefix of whole segments matches below it
+    ("enc", "enc/w/x", True),
+    ("enc", "encoder/w", False),
+    ("en?/w", "enc/w", True),
+    ("en?/w", "en/w", False),
+    ("w*", "w1", True),
+    ("w*", "v/w1", False),
+    ("layers/0", "layers/0/kernel", True),
+    ("layers/0", "layers/10/kernel", False),
+    ("a.b", "axb", False),  # regex characters are literal
+    ("a+", "a+", True),
+  ],
+)
+def test_match_path(pattern, path, want):
+  assert _core.match_path(pattern, path) is want
+
+
+def test_assign_rules_first_rule_wins_and_errors_list_offenders():
+  paths = ["enc/w", "enc/b", "dec/w"]
+  assert _core.assign_rules(
+    paths, ["**/b", "enc/**", "dec"], "fn", has_default=False
+  ) == [1, 0, 2]
+  assert _core.assign_rules(paths, ["enc/*"], "fn", has_default=True) == [
+    0,
+    0,
+    -1,
+  ]
+  with pytest.raises(ValueError, match=r"\['nope', 'x/\*'\] match no"):
+    _core.assign_rules(paths, ["enc", "nope", "x/*"], "fn", has_default=True)
+  with pytest.raises(ValueError, match="no rule matches 'dec/w'"):
+    _core.assign_rules(paths, ["enc"], "fn", has_default=False)
+  # A rule shadowed by an earlier one matches nothing: also an error.
+  with pytest.raises(ValueError, match=r"\['enc/w'\]"):
+    _core.assign_rules(paths, ["enc/*", "enc/w"], "fn", has_default=True)
