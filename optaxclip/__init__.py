@@ -16,6 +16,7 @@ from optaxclip._diagnostics import CalibrationReport
 from optaxclip._diagnostics import Finding
 from optaxclip._diagnostics import MonitorState
 from optaxclip._diagnostics import MonitorStats
+from optaxclip._diagnostics import PathMap
 from optaxclip._diagnostics import StatsHistory
 from optaxclip._diagnostics import ThresholdSuggestion
 from optaxclip._diagnostics import calibrate
@@ -57,6 +58,7 @@ __all__ = (
   "Finding",
   "MonitorState",
   "MonitorStats",
+  "PathMap",
   "SkipState",
   "SkipStats",
   "SpikeClipState",

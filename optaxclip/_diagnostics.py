@@ -46,15 +46,80 @@ _OTHER = "(other)"
 _BY_MODES = ("leaf", "layer")
 
 
+@jax.tree_util.register_pytree_with_keys_class
+class PathMap(Mapping):
+  """A read-only ``{path: scalar}`` mapping stored as one vector.
+
+  The paths are static tree structure (the pytree's auxiliary data) and the
+  values are a single array leaf of shape ``[len(paths)]``. A monitor of
+  thousands of leaves therefore adds one output to a jitted step instead of
+  thousands of scalars, which compiles several times faster and transfers in
+  one piece; it still reads like a dict: ``norms["dense/kernel"]``,
+  ``dict(norms)``, ``norms.items()``.
+
+  Attributes:
+    paths: the keys, in order.
+    vector: the values, one vector (the only leaf).
+  """
+
+  __slots__ = ("_index", "paths", "vector")
+
+  def __init__(self, paths: Sequence[str], vector: Any):
+    self.paths = tuple(paths)
+    self.vector = vector  # anything while JAX rebuilds trees; else [n]
+    self._index = {p: i for i, p in enumerate(self.paths)}
+
+  def tree_flatten_with_keys(self):
+    return ((jax.tree_util.GetAttrKey("vector"), self.vector),), self.paths
+
+  def tree_flatten(self):
+    return (self.vector,), self.paths
+
+  @classmethod
+  def tree_unflatten(cls, paths, children):
+    return cls(paths, children[0])
+
+  def array(self) -> jax.Array:
+    """The values as one array (unwrapped from Flax NNX variables)."""
+    return _core._unwrap(self.vector)
+
+  def __getitem__(self, path: str) -> jax.Array:
+    return self.array()[self._index[path]]
+
+  def __iter__(self):
+    return iter(self.paths)
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def __contains__(self, path: object) -> bool:
+    return path in self._index
+
+  def __eq__(self, other: object) -> bool:
+    return self is other
+
+  __hash__ = object.__hash__
+
+  def __repr__(self) -> str:
+    try:
+      vals = np.asarray(self.array()).tolist()
+      body = ", ".join(f"{p!r}: {v:.4g}" for p, v in zip(self.paths, vals))
+    except Exception:  # traced, or not an array
+      body = ", ".join(repr(p) for p in self.paths)
+    return f"PathMap({{{body}}})"
+
+
 @_core.register_stats_type
 class MonitorStats(NamedTuple):
   """What :func:`monitor_norms` saw on its last step.
 
-  The per-path fields are dicts keyed by parameter path (or group name), so
-  the paths are part of the state's tree structure, never leaves.
+  The per-path fields are :class:`PathMap` objects: read-only mappings
+  keyed by parameter path (or group name) whose paths are part of the
+  state's tree structure, never leaves, and whose values are one float32
+  vector.
 
   Attributes:
-    norms: ``{path: norm}`` of the last step's updates, float32.
+    norms: ``{path: norm}`` of the last step's updates.
     ema: ``{path: EMA of the norm}``; NaN everywhere when ``ema=None``, and
       NaN for a path until its first finite norm.
     global_norm: norm of all the updates together.
@@ -63,8 +128,8 @@ class MonitorStats(NamedTuple):
     step: number of updates seen so far.
   """
 
-  norms: dict[str, jax.Array]
-  ema: dict[str, jax.Array]
+  norms: PathMap
+  ema: PathMap
   global_norm: jax.Array
   global_ema: jax.Array
   nonfinite_count: jax.Array
@@ -130,7 +195,7 @@ def monitor_norms(
   *,
   by: Any = "leaf",
   ema: jax.typing.ArrayLike | None = None,
-  ord: _core.Ord = 2,
+  ord: _core.Ord | None = None,
   axis_name: Any = None,
   name: str = "monitor_norms",
 ) -> optax.GradientTransformationExtraArgs:
@@ -164,7 +229,9 @@ def monitor_norms(
     ema: decay :math:`\beta \in [0, 1]` of the per-group EMAs, or None (no
       EMA: the ``ema`` fields hold NaN, so the state's structure is the
       same either way).
-    ord: the norm: 2 (default), 1 or ``"inf"``.
+    ord: the norm: ``None`` or 2 for L2 (default), 1, or ``"inf"``. It is
+      structural: ``None`` keeps :func:`optax.inject_hyperparams` from
+      turning it into an array.
     axis_name: a mapped axis name (``shard_map``) across which the updates
       are sharded; the norms are reduced across it.
     name: key of this monitor's statistics in :func:`optaxclip.stats`.
@@ -220,9 +287,10 @@ def monitor_norms(
   def init_fn(params):
     _, names, _ = plan(params)
     nan = jnp.full([], jnp.nan, jnp.float32)
+    nans = jnp.full([len(names)], jnp.nan, jnp.float32)
     s = MonitorStats(
-      norms=dict.fromkeys(names, nan),
-      ema=dict.fromkeys(names, nan),
+      norms=PathMap(names, nans),
+      ema=PathMap(names, nans),
       global_norm=nan,
       global_ema=nan,
       nonfinite_count=jnp.zeros([], jnp.int32),
@@ -234,23 +302,30 @@ def monitor_norms(
     del params, extra_args
     prev = _core.unnamed(state.stats)
     leaves, names, group_of_leaf = plan(updates)
-    if set(names) != set(prev.norms):
+    if tuple(names) != prev.norms.paths:
       raise ValueError(
         f"optaxclip.{fn} (name={name!r}): the updates' groups "
         f"{sorted(names)[:6]} differ from those at init "
-        f"{sorted(prev.norms)[:6]}; call `init` with parameters of the same "
-        "structure as the updates."
+        f"{sorted(prev.norms.paths)[:6]}; call `init` with parameters of the "
+        "same structure as the updates."
       )
     _core.check_leaves(leaves, fn)
-    powers = _core.leaf_powers(leaves, ord, axis_name=axis_name)
-    members: list[list[Any]] = [[] for _ in names]
-    for p, g in zip(powers, group_of_leaf):
-      members[g].append(p)
-    norms = {
-      k: _core._f32(_core.root(_core.combine(m, ord), ord))
-      for k, m in zip(names, members)
-    }
-    total = _core._f32(_core.root(_core.combine(powers, ord), ord))
+    if leaves:
+      powers = _core.leaf_powers(leaves, ord, axis_name=axis_name)
+      dt = jnp.result_type(*powers)
+      powers = jnp.stack([jnp.asarray(q, dt) for q in powers])
+    else:
+      powers = jnp.zeros([0], jnp.float32)
+    if len(names) == len(leaves):  # one leaf per group, in order
+      gpow = powers
+    else:
+      seg = np.asarray(group_of_leaf, np.int32)
+      reduce = jax.ops.segment_max if ord == "inf" else jax.ops.segment_sum
+      gpow = reduce(powers, seg, len(names))
+      if ord == "inf":
+        gpow = jnp.maximum(gpow, 0)
+    norms = _core._f32(_core.root(gpow, ord))
+    total = _core._f32(_core.root(_core.combine(gpow, ord), ord))
 
     def smooth(old, new):
       if ema is None:
@@ -260,8 +335,8 @@ def monitor_norms(
       return jnp.where(jnp.isfinite(new), mixed, old)
 
     new = MonitorStats(
-      norms=norms,
-      ema={k: smooth(prev.ema[k], norms[k]) for k in names},
+      norms=PathMap(names, norms),
+      ema=PathMap(names, smooth(prev.ema.array(), norms)),
       global_norm=total,
       global_ema=smooth(prev.global_ema, total),
       nonfinite_count=prev.nonfinite_count
@@ -278,23 +353,37 @@ def monitor_norms(
 # ---------------------------------------------------------------------------
 
 
-def _flatten_stats(prefix: str, value: Any, out: dict[str, float]) -> None:
-  """Flattens host statistics to ``{"a/b/c": float}``."""
-  if isinstance(value, Mapping):
+def _flatten_stats(prefix: str, value: Any, out: dict[str, Any]) -> None:
+  """Flattens statistics to ``{"a/b/c": scalar}`` (arrays as they are)."""
+  if isinstance(value, PathMap):
+    out[prefix] = value  # expanded after the transfer, in one piece
+  elif isinstance(value, Mapping):
     for k, v in value.items():
       _flatten_stats(f"{prefix}/{k}" if prefix else str(k), v, out)
   elif hasattr(value, "_fields"):  # a NamedTuple such as ClipStats
     for f in value._fields:
       _flatten_stats(f"{prefix}/{f}" if prefix else f, getattr(value, f), out)
-  elif value is None:
-    return
-  else:
-    a = np.asarray(value)
+  elif value is not None:
+    out[prefix] = value
+
+
+def _to_floats(flat: Mapping[str, Any]) -> dict[str, float]:
+  """Host floats of flattened statistics, fetched in one transfer."""
+  raw = [v.array() if isinstance(v, PathMap) else v for v in flat.values()]
+  values = jax.device_get(raw)
+  out: dict[str, float] = {}
+  for (key, orig), v in zip(flat.items(), values):
+    a = np.asarray(v)
+    if isinstance(orig, PathMap):
+      for p, x in zip(orig.paths, a.ravel()):
+        out[f"{key}/{p}"] = float(x)
+      continue
     if a.size == 1:
-      out[prefix] = float(a.reshape(()).real)
+      out[key] = float(a.reshape(()).real)
     else:
-      for i, v in enumerate(a.ravel()):
-        out[f"{prefix}/{i}"] = float(np.real(v))
+      for i, x in enumerate(a.ravel()):
+        out[f"{key}/{i}"] = float(np.real(x))
+  return out
 
 
 def _encode(v: float) -> float | str:
@@ -347,13 +436,12 @@ class StatsHistory:
       **scalars: other values of this step, e.g. ``loss=...``; a dict value
         is flattened like the statistics.
     """
-    stats, scalars = jax.device_get((stats, scalars))
-    flat: dict[str, float] = {}
+    flat: dict[str, Any] = {}
     if stats is not None:
       _flatten_stats("", stats, flat)
     for k, v in scalars.items():
       _flatten_stats(k, v, flat)
-    self._add_row(int(np.asarray(step)), flat)
+    self._add_row(int(np.asarray(step)), _to_floats(flat))
 
   def _add_row(self, step: int, flat: Mapping[str, float]) -> None:
     i = self._row_of_step.get(step)
