@@ -51,6 +51,21 @@ def _check_count(
     raise ValueError(f"{where} must be >= {minimum}, got {value!r}.")
 
 
+def _replace_sorted(s: jax.Array, old: jax.Array, new: jax.Array):
+  """Sorted ``s`` with one entry equal to ``old`` replaced by ``new``.
+
+  ``s`` is ascending with ``+inf`` padding; ``old`` must be in it (``+inf``
+  removes a padding entry). Two shifts, no sort.
+  """
+  i = jnp.arange(s.shape[0])
+  inf = jnp.full([1], jnp.inf, s.dtype)
+  at = jnp.sum(s < old)  # the first entry equal to old
+  s = jnp.where(i < at, s, jnp.concatenate([s[1:], inf]))
+  at = jnp.sum(s < new)  # new goes before the entries >= it
+  shifted = jnp.concatenate([inf, s[:-1]])
+  return jnp.where(i < at, s, jnp.where(i == at, new, shifted))
+
+
 def _percentile_sorted(s: jax.Array, m: jax.Array, q: jax.Array):
   """NumPy's linear percentile of the first ``m`` entries of sorted ``s``.
 
@@ -99,7 +114,11 @@ class AutoClipState(NamedTuple):
       ``[0, 2 * window)`` (the write position is ``count % window``).
     history: window mode: the last ``window`` finite norms (float32 ring
       buffer; slots not yet written hold ``+inf``). Streaming mode: the
-      sketch's bucket counts (int32, :data:`SKETCH_BUCKETS` of them).
+      sketch's cumulative bucket counts: ``history[k]`` norms fell in
+      buckets ``0..k`` (int32, :data:`SKETCH_BUCKETS` of them).
+    ordered: window mode: the same norms in ascending order (``+inf``
+      last), kept sorted by one removal and one insertion per step, so the
+      percentile is read without sorting. Streaming mode: empty.
     lowest: smallest finite norm recorded (``+inf`` before the first).
     highest: largest finite norm recorded (``-inf`` before the first).
     stats: ``{name: ClipStats}``; ``threshold`` is this step's percentile.
@@ -107,6 +126,7 @@ class AutoClipState(NamedTuple):
 
   count: jax.Array
   history: jax.Array
+  ordered: jax.Array
   lowest: jax.Array
   highest: jax.Array
   stats: dict[str, _core.ClipStats]
@@ -121,9 +141,8 @@ def _sketch_bucket(x: jax.Array) -> jax.Array:
   return jnp.where(x > 0, k, 0)
 
 
-def _sketch_percentile(counts, n, q, lowest, highest) -> jax.Array:
-  """NumPy-style linear percentile from the sketch's bucket counts."""
-  cum = jnp.cumsum(counts)
+def _sketch_percentile(cum, n, q, lowest, highest) -> jax.Array:
+  """NumPy-style linear percentile from the cumulative bucket counts."""
   r = q * jnp.maximum(n - 1, 0).astype(jnp.float32)
   lo = jnp.floor(r)
   frac = r - lo
@@ -201,13 +220,14 @@ def autoclip(
 
   * ``window=W`` (exact): :math:`P_p` of the last :math:`W` norms, this
     step's included, kept in a ring buffer; agrees with ``np.percentile``
-    step by step. Costs a sort of :math:`W` floats per step.
+    step by step. Keeps the :math:`W` norms in arrival order and sorted
+    (:math:`2W` floats); a step costs a few passes over them, no sort.
   * ``window=None`` (default, streaming): :math:`P_p` of the *whole*
     history, estimated with a DDSketch (Masson et al., 2019) of fixed range:
     bucket :math:`i` counts the norms in :math:`(\gamma^{i-1}, \gamma^i]`,
     :math:`\gamma = \frac{1+\alpha}{1-\alpha}`, :math:`\alpha = 0.01`,
     for norms in :math:`[10^{-20}, 10^{20}]`, plus a bucket for exact zeros
-    (4,607 int32 counters, 18 KiB). The :math:`k`-th smallest norm is
+    (4,607 int32 cumulative counters, 18 KiB). The :math:`k`-th smallest norm is
     estimated by its bucket's representative :math:`2\gamma^i/(\gamma+1)`,
     clamped to the exact smallest and largest norms (kept, and used for the
     first and last ranks); the percentile interpolates between ranks as
@@ -287,11 +307,14 @@ def autoclip(
     del params
     if window is None:
       history = jnp.zeros([SKETCH_BUCKETS], jnp.int32)
+      ordered = jnp.zeros([0], jnp.float32)
     else:
       history = jnp.full([window], jnp.inf, jnp.float32)
+      ordered = history
     return AutoClipState(
       count=jnp.zeros([], jnp.int32),
       history=history,
+      ordered=ordered,
       lowest=jnp.full([], jnp.inf, jnp.float32),
       highest=jnp.full([], -jnp.inf, jnp.float32),
       stats=_core.named(name, _core.init_stats()),
@@ -309,25 +332,30 @@ def autoclip(
     highest = jnp.where(finite, jnp.maximum(state.highest, x), state.highest)
     add = finite.astype(jnp.int32)
     if window is None:
-      history = state.history.at[_sketch_bucket(x)].add(add)
+      k = jnp.arange(SKETCH_BUCKETS)
+      history = state.history + (finite & (k >= _sketch_bucket(x)))
       count = state.count + add
+      ordered = state.ordered
       threshold = _sketch_percentile(history, count, q, lowest, highest)
     else:
       slot = state.count % window
-      history = state.history.at[slot].set(
-        jnp.where(finite, x, state.history[slot])
+      old = state.history[slot]
+      history = state.history.at[slot].set(jnp.where(finite, x, old))
+      ordered = jnp.where(
+        finite, _replace_sorted(state.ordered, old, x), state.ordered
       )
       count = state.count + add
       count = jnp.where(count >= 2 * window, count - window, count)
       m = jnp.minimum(count, window)
-      threshold = _percentile_sorted(jnp.sort(history), m, q)
+      threshold = _percentile_sorted(ordered, m, q)
     prev = _core.unnamed(state.stats)
     updates, new = _core.clip_global(
       updates, norm, threshold, prev, policy=nonfinite, fn=fn, name=name
     )
     return updates, AutoClipState(
       count=count,
-      history=history,
+      history=history.astype(state.history.dtype),
+      ordered=ordered,
       lowest=lowest,
       highest=highest,
       stats=_core.named(name, new),

@@ -244,6 +244,19 @@ def test_autoclip_window_matches_numpy_percentile(p, window):
     assert np.all(stats.clipped[np.isfinite(norms)] == 0)
 
 
+@pytest.mark.parametrize("window", [1, 5, 64])
+def test_autoclip_window_with_ties_zeros_and_nans(window):
+  rng = np.random.default_rng(7)
+  values = rng.choice([0.0, 1.0, 2.0, 3.0, 3.0, np.nan], size=T)
+  grads = {"w": values[:, None].astype(np.float32)}
+  _, states = run(optaxclip.autoclip(30.0, window=window), grads)
+  want_thr, want_fac = ref_autoclip(values, 30.0, window)
+  close(states.stats["autoclip"].threshold, want_thr, rtol=1e-6)
+  close(states.stats["autoclip"].scale, want_fac, rtol=1e-6)
+  valid = np.sort(values[np.isfinite(values)][-window:])
+  close(states.ordered[-1][: len(valid)], valid, rtol=0)
+
+
 @pytest.mark.parametrize("p", [10.0, 50.0, 0.0, 100.0])
 def test_autoclip_streaming_is_the_sketch_and_within_one_percent(p):
   grads = record(seed=1)
