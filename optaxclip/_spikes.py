@@ -39,19 +39,21 @@ def _check_decay(value: Any, arg: str, fn: str) -> None:
 
 
 def _check_step_count(value: Any, arg: str, fn: str) -> None:
-  """A non-negative integer number of steps; traced values pass unchecked."""
+  """A whole number of steps >= 0; traced values pass unchecked.
+
+  Integral floats are accepted: ``optax.inject_hyperparams`` with a float
+  ``hyperparam_dtype`` turns the integer into one.
+  """
   if _core._is_traced(value):
     return
-  arr = np.asarray(value) if not isinstance(value, bool) else None
-  if (
-    arr is None
-    or arr.ndim != 0
-    or not np.issubdtype(arr.dtype, np.integer)
-    or int(arr) < 0
-  ):
-    raise ValueError(
-      f"optaxclip.{fn}: `{arg}` must be an integer >= 0, got {value!r}."
-    )
+  where = f"optaxclip.{fn}: `{arg}` must be an integer >= 0, got {value!r}."
+  arr = None if isinstance(value, bool) else np.asarray(value, dtype=object)
+  if arr is not None and arr.ndim == 0:
+    arr = np.asarray(value)
+  if arr is None or arr.ndim != 0 or arr.dtype.kind not in "iuf":
+    raise TypeError(where)
+  if not 0 <= float(arr) < np.inf or float(arr) != int(float(arr)):
+    raise ValueError(where)
 
 
 def _check_static_int(value: Any, arg: str, fn: str, lo: int) -> int:

@@ -12,6 +12,8 @@ within rounding of its bound), the comparison allows exactly those.
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import flax.serialization
 import jax
@@ -54,6 +56,21 @@ def flat(tree, t=None):
   return np.concatenate([np.asarray(x[t], np.float64).ravel() for x in leaves])
 
 
+@functools.cache
+def _scanner(tx):
+  """A jitted ``lax.scan`` of ``tx.update``, one per transformation."""
+
+  def body(params, s, x):
+    g, loss = x
+    extra = {} if loss is None else {"loss": loss}
+    u, s = tx.update(g, s, params, **extra)
+    return s, (u, optaxclip.stats(s))
+
+  return jax.jit(
+    lambda s, xs, params: jax.lax.scan(functools.partial(body, params), s, xs)
+  )
+
+
 def run_scan(tx, grads, *, losses=None, state=None, params=None):
   """All steps of ``tx.update`` in one jitted ``lax.scan``.
 
@@ -63,16 +80,7 @@ def run_scan(tx, grads, *, losses=None, state=None, params=None):
   """
   if state is None:
     state = tx.init(jax.tree.map(lambda x: jnp.zeros_like(x[0]), grads))
-
-  def body(s, x):
-    g, loss = x
-    extra = {} if loss is None else {"loss": loss}
-    u, s = tx.update(g, s, params, **extra)
-    return s, (u, optaxclip.stats(s))
-
-  final, (updates, stats) = jax.jit(lambda s, xs: jax.lax.scan(body, s, xs))(
-    state, (grads, losses)
-  )
+  final, (updates, stats) = _scanner(tx)(state, (grads, losses), params)
   return final, updates, stats
 
 
@@ -618,6 +626,9 @@ def test_validation_errors(call, match):
 def test_type_errors():
   with pytest.raises(TypeError, match="number"):
     optaxclip.clip_spikes(beta2="0.9")
+  with pytest.raises(TypeError, match="warmup_steps"):
+    optaxclip.clip_spikes(warmup_steps="20")
+  optaxclip.clip_spikes(warmup_steps=20.0)  # an integral float is fine
   with pytest.raises(TypeError, match="dtype"):
     tx = optaxclip.clip_spikes()
     tx.update(jnp.ones(2, jnp.int32), tx.init(jnp.ones(2, jnp.int32)))
