@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import sys
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -96,9 +97,15 @@ class PathMap(Mapping):
     return path in self._index
 
   def __eq__(self, other: object) -> bool:
-    return self is other
+    """Same paths and equal values (as dicts of scalars compare)."""
+    if not isinstance(other, PathMap):
+      return NotImplemented
+    if self.paths != other.paths:
+      return False
+    a, b = self.vector, other.vector
+    return a is b or bool(np.all(a == b))
 
-  __hash__ = object.__hash__
+  __hash__ = None  # type: ignore[assignment]  # mutable-like, as dict
 
   def __repr__(self) -> str:
     try:
@@ -107,6 +114,27 @@ class PathMap(Mapping):
     except Exception:  # traced, or not an array
       body = ", ".join(repr(p) for p in self.paths)
     return f"PathMap({{{body}}})"
+
+
+def _register_with_flax() -> None:
+  """Teaches ``flax.serialization`` PathMap, if the user has imported it.
+
+  Called when a monitor is built and initialised, so that
+  ``flax.serialization.to_bytes`` of an optimizer state works without
+  optaxclip importing flax itself. Orbax needs nothing: it reads the pytree.
+  """
+  ser = sys.modules.get("flax.serialization")
+  if ser is None or PathMap in getattr(ser, "_STATE_DICT_REGISTRY", {}):
+    return
+
+  def to_state(m: PathMap) -> dict[str, Any]:
+    return {"vector": ser.to_state_dict(m.vector)}
+
+  def from_state(target: PathMap, state: dict[str, Any]) -> PathMap:
+    vec = ser.from_state_dict(target.vector, state["vector"], name="vector")
+    return PathMap(target.paths, vec)
+
+  ser.register_serialization_state(PathMap, to_state, from_state)
 
 
 @_core.register_stats_type
@@ -183,6 +211,8 @@ def _group_leaves(paths: list[str], by: Any, fn: str):
     keys = [p or _ROOT for p in paths]
   elif by == "layer":
     keys = [_layer_of(p) for p in paths]
+  elif not paths:  # e.g. the placeholder of optax.tree.map_params
+    keys = []
   else:
     which = _core.assign_rules(paths, [p for p, _ in by], fn, has_default=True)
     keys = [by[k][1] if k >= 0 else _OTHER for k in which]
@@ -240,6 +270,13 @@ def monitor_norms(
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
     :class:`MonitorState` holding ``{name: MonitorStats}``.
 
+  The state's structure holds the parameter paths, so it depends on the
+  parameters' structure (never on hyperparameter values):
+  :func:`optax.tree.map_params`, which initialises with a placeholder that
+  has no leaves, cannot map over it. To build sharding specs of such a
+  state, use ``jax.eval_shape(tx.init, params)``; the monitor's vectors are
+  small and can be replicated.
+
   Raises:
     ValueError: a rule that matches no path (at ``init``/``update``), or
       updates whose paths differ from those of the ``init`` parameters.
@@ -276,6 +313,7 @@ def monitor_norms(
     _core.check_threshold(ema, "ema", fn, allow_schedule=False, upper=1.0)
   ord = _core.check_ord(ord, fn)
   _core.check_name(name)
+  _register_with_flax()
 
   def plan(tree):
     with_paths = jax.tree.leaves_with_path(tree)
@@ -285,6 +323,7 @@ def monitor_norms(
     return leaves, names, group_of_leaf
 
   def init_fn(params):
+    _register_with_flax()
     _, names, _ = plan(params)
     nan = jnp.full([], jnp.nan, jnp.float32)
     nans = jnp.full([len(names)], jnp.nan, jnp.float32)

@@ -255,6 +255,19 @@ def test_path_map_reads_like_a_dict():
     m["d"]
 
 
+def test_monitor_state_checkpoints_with_flax_serialization():
+  serialization = pytest.importorskip("flax.serialization")
+  params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+  tx = optax.chain(optaxclip.monitor_norms(ema=0.5), optax.adam(0.1))
+  _, state = tx.update(params, tx.init(params), params)
+  blob = serialization.to_bytes(state)
+  back = serialization.from_bytes(tx.init(params), blob)
+  back = jax.tree.map(jnp.asarray, back)
+  chex.assert_trees_all_equal_structs(back, state)
+  chex.assert_trees_all_equal(back, state)
+  assert set(_monitor_stats(back).norms) == {"a", "b"}
+
+
 def test_monitor_errors():
   with pytest.raises(ValueError, match="unknown by"):
     optaxclip.monitor_norms(by="tensor")
