@@ -1,7 +1,6 @@
 # Copyright 2026 The optaxclip authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Adaptive clipping from the run's own gradient history: AutoClip, ZClip,
-AdaGC.
+"""Adaptive clipping from the run's own norm history: AutoClip, ZClip, AdaGC.
 
 All three keep a fixed-size state (it does not grow with the step count),
 measure norms once with the shared machinery of :mod:`optaxclip._core`, and
@@ -96,7 +95,7 @@ _GAMMA = (1 + SKETCH_ACCURACY) / (1 - SKETCH_ACCURACY)
 _I_MIN = math.ceil(math.log(SKETCH_RANGE[0]) / math.log(_GAMMA))
 _I_MAX = math.ceil(math.log(SKETCH_RANGE[1]) / math.log(_GAMMA))
 _EXPONENTS = np.arange(_I_MIN, _I_MAX + 1, dtype=np.float64)
-# Upper edge of bucket k (k >= 1); bucket 0 holds exact zeros.
+# _EDGES[k - 1] is the upper edge of bucket k >= 1; bucket 0 holds zeros.
 _EDGES = (_GAMMA**_EXPONENTS).astype(np.float32)
 # Representative of bucket k: 2 gamma^i / (gamma + 1), within a relative
 # SKETCH_ACCURACY of every value in the bucket.
@@ -182,9 +181,9 @@ def _sketch_percentile(cum, n, q, lowest, highest) -> jax.Array:
                         zero updates, step counted in ``nonfinite_count``;
                         ``"propagate"``: NaN flows on (as optax);
                         ``"error"``: ``FloatingPointError``
-  norms outside         streaming mode only: counted in the end bucket;
-  [1e-20, 1e20]         the estimate is still clamped to the exact
-                        smallest and largest norms
+  tiny or huge norms    (outside [1e-20, 1e20]) streaming mode only:
+                        counted in the end bucket; the estimate is still
+                        clamped to the exact smallest and largest norms
   bf16 / f16 leaves     norm accumulated in float32, output dtypes kept
   integer leaves        ``TypeError`` naming the dtype
   ===================== =================================================="""
@@ -386,7 +385,8 @@ class ZClipStats(NamedTuple):
     clipped: 1 when the updates were scaled down (or zeroed), else 0.
     nonfinite_count: steps so far whose norm was NaN/Inf.
     step: steps seen so far.
-    zscore: :math:`z_t` of this step's norm (NaN during warm-up).
+    zscore: :math:`z_t` of this step's norm (NaN during warm-up and for a
+      non-finite norm).
     spike: 1 when this step was a spike (:math:`z_t > z_{thr}`, or, in
       ``"percentile"`` mode, a norm above :math:`\\mu + z_{thr}\\sigma`).
     spike_count: spikes so far.
@@ -437,7 +437,9 @@ class ZClipState(NamedTuple):
   clip_factor > 1       the adaptive threshold may exceed the norm: the
                         spike is then not clipped, but still feeds the
                         threshold to the EMA (as the reference does)
-  constant norms        sigma -> 0; eps keeps z finite
+  constant norms        sigma -> 0; eps keeps z finite (with eps = 0 a
+                        norm above the mean has z = inf: a spike, clipped
+                        to the mean)
   zero gradients        unchanged; norm 0 enters the statistics
   NaN / Inf gradients   never enter the warm-up buffer or the EMA (a
                         NaN step does not count towards the warm-up);
@@ -644,7 +646,7 @@ def zclip(
     )
     stats = ZClipStats(
       *base,
-      zscore=jnp.where(warm, jnp.nan, z).astype(jnp.float32),
+      zscore=jnp.where(warm | ~finite, jnp.nan, z).astype(jnp.float32),
       spike=spike.astype(jnp.float32),
       spike_count=prev.spike_count + spike.astype(jnp.int32),
     )
