@@ -1,0 +1,600 @@
+# Copyright 2026 The optaxclip authors.
+# SPDX-License-Identifier: Apache-2.0
+"""Step time and compile time of every strategy chained with Adam.
+
+Each variant is one jit-compiled update step, gradients -> new parameters
+(``tx.update`` then :func:`optax.apply_updates`, parameters and optimizer
+state donated), timed side by side in one process: every round compiles
+every variant afresh (lower + compile, caches cleared) and times a few steps
+of it, and the order of the variants rotates from round to round, so that
+the noise of a shared machine falls on all of them alike. The report gives
+medians and ratios to Adam alone.
+
+Variants:
+
+* ``adam``: :func:`optax.adam` alone, the baseline;
+* ``optaxclip.clip_by_global_norm`` and ``optax.clip_by_global_norm``, each
+  chained before Adam;
+* every entry of ``tests/conformance.py``'s ``REGISTRY`` (so every strategy
+  that joins the conformance suite is benchmarked too): gradient-stage ones
+  before Adam, update-stage ones after it, wrappers around it;
+* every other public factory of ``optaxclip`` that returns a transformation
+  when called without arguments (``monitor_norms``);
+* ``floor:<name>`` for the element-wise strategies, see :data:`FLOORS`.
+
+Run ``python benchmarks/overhead.py --help`` for the options; the README next
+to this file gives the commands behind ``benchmarks/results/overhead.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import gc
+import importlib.util
+import inspect
+import json
+import math
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import optaxclip
+from optaxclip import _core
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BASELINE = "adam"
+OURS = "optaxclip.clip_by_global_norm"
+LR = 1e-3
+
+
+# ---------------------------------------------------------------------------
+# Variants
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One transformation to time.
+
+  Attributes:
+    name: the name in the report and in ``--variants``.
+    build: returns the whole transformation (Adam included).
+    stage: ``"baseline"``, ``"grad"``, ``"update"``, ``"wrapper"`` or
+      ``"floor"``.
+    extra_args: extra keyword arguments of ``update`` (e.g. a loss).
+    floor: name of the floor variant it is also compared against, if any.
+  """
+
+  name: str
+  build: Callable[[], optax.GradientTransformation]
+  stage: str = "grad"
+  extra_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  floor: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Floor:
+  """The extra memory traffic an element-wise strategy cannot avoid.
+
+  A floor is Adam plus a stand-in transformation that does exactly that
+  traffic and nothing else (its updates are unchanged):
+
+  Attributes:
+    states: full-size float32 state arrays per parameter, each read and
+      written once per step as an EMA of the squared gradient (so it also
+      reads the gradient once).
+    passes: per-tensor reductions that must finish before the updates can
+      be written (each one reads the updates once more and then scales them
+      by a per-tensor factor), made with ``_core.leaf_powers`` like the
+      strategies themselves.
+    params: whether each pass also reads the parameters.
+    stage: where the stand-in goes: ``"grad"`` before Adam, ``"update"``
+      after it.
+  """
+
+  states: int = 0
+  passes: int = 0
+  params: bool = False
+  stage: str = "grad"
+
+
+# What each element-wise strategy must touch beyond Adam, whatever its
+# implementation (see the README for the reasoning). Strategies missing
+# here that keep full-size state get `Floor(states=k)` automatically.
+FLOORS: dict[str, Floor] = {
+  # SPAM keeps its own EMA v of g^2 and decides element by element: one
+  # full-size state read and written, in the same pass as the gradient read.
+  "clip_spikes": Floor(states=1),
+  # AdaClip needs each tensor's max |g| before it can clip, and AdaGN needs
+  # the norm of the clipped tensor before it can scale: two passes.
+  "stable_spam_clip": Floor(passes=2),
+  # Clippy needs, per tensor, a bound over (update, weight) pairs before it
+  # can scale the update: one pass reading both, after Adam.
+  "clippy": Floor(passes=1, params=True, stage="update"),
+}
+
+
+def _floor_transform(spec: Floor) -> optax.GradientTransformationExtraArgs:
+  """The stand-in of a floor: ``spec``'s traffic, updates unchanged."""
+
+  def init_fn(params):
+    return tuple(
+      jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), jnp.float32), params)
+      for _ in range(spec.states)
+    )
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del extra_args
+    new_state = tuple(
+      jax.tree.map(
+        lambda v, g: 0.999 * v + 0.001 * jnp.square(g.astype(jnp.float32)),
+        s,
+        updates,
+      )
+      for s in state
+    )
+    leaves, treedef = jax.tree.flatten(updates)
+    weights = jax.tree.leaves(params) if spec.params else None
+    for _ in range(spec.passes):
+      if weights is None:
+        probe = leaves
+      else:
+        probe = [jnp.abs(u) - 0.1 * jnp.abs(w) for u, w in zip(leaves, weights)]
+      powers = _core.leaf_powers(probe, "inf")
+      # Always 1 for finite updates, but only known at run time.
+      leaves = [
+        x * jnp.where(p >= 0, 1, 0).astype(x.dtype)
+        for x, p in zip(leaves, powers)
+      ]
+    return jax.tree.unflatten(treedef, leaves), new_state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _adam() -> optax.GradientTransformation:
+  return optax.adam(LR)
+
+
+def _load_registry() -> list[Any]:
+  """``REGISTRY`` from ``tests/conformance.py`` (empty if unavailable)."""
+  path = ROOT / "tests" / "conformance.py"
+  if not path.exists():
+    return []
+  spec = importlib.util.spec_from_file_location("_oc_conformance", path)
+  module = importlib.util.module_from_spec(spec)
+  assert spec.loader is not None
+  sys.modules[spec.name] = module  # dataclasses look their module up
+  spec.loader.exec_module(module)
+  return list(getattr(module, "REGISTRY", []))
+
+
+def _from_case(case: Any) -> Variant:
+  kwargs = dict(case.kwargs)
+  stage = getattr(case, "stage", "grad")
+  if getattr(case, "wrapper", False):
+    build = lambda: case.factory(_adam(), **kwargs)
+    stage = "wrapper"
+  elif stage == "update":
+    build = lambda: optax.chain(_adam(), case.factory(**kwargs))
+  else:
+    build = lambda: optax.chain(case.factory(**kwargs), _adam())
+  return Variant(
+    case.name, build, stage, dict(getattr(case, "extra_args", {}) or {})
+  )
+
+
+def _argless_factories(known: set[Any]) -> list[Variant]:
+  """Public factories callable without arguments (e.g. monitor_norms)."""
+  out = []
+  for name in sorted(getattr(optaxclip, "__all__", ())):
+    obj = getattr(optaxclip, name, None)
+    if not inspect.isfunction(obj) or obj in known:
+      continue
+    try:
+      sig = inspect.signature(obj)
+    except (TypeError, ValueError):
+      continue
+    if any(
+      p.default is inspect.Parameter.empty
+      and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+      for p in sig.parameters.values()
+    ):
+      continue
+    try:
+      tx = obj()
+    except Exception:
+      continue
+    if isinstance(tx, optax.GradientTransformation):
+      out.append(Variant(name, lambda f=obj: optax.chain(f(), _adam()), "grad"))
+  return out
+
+
+def _full_size_states(build: Callable[[], Any]) -> int:
+  """How many parameter-shaped arrays per parameter a transformation keeps.
+
+  Counted on a probe tree of distinct, odd shapes, beyond Adam's two.
+  """
+  probe = {"w0": jnp.zeros((3, 5)), "w1": jnp.zeros(7), "w2": jnp.zeros(11)}
+  shapes = {x.shape for x in probe.values()}
+
+  def count(init) -> int:
+    state = jax.eval_shape(init, probe)
+    return sum(x.shape in shapes for x in jax.tree.leaves(state))
+
+  try:
+    extra = count(build().init) - count(_adam().init)
+  except Exception:
+    return 0  # it fails on the probe: timing will say why
+  return max(0, round(extra / len(probe)))
+
+
+def all_variants() -> list[Variant]:
+  """Every variant, in report order; floors follow their strategy."""
+  out = [
+    Variant(BASELINE, _adam, "baseline"),
+    Variant(
+      OURS,
+      lambda: optax.chain(optaxclip.clip_by_global_norm(1.0), _adam()),
+    ),
+    Variant(
+      "optax.clip_by_global_norm",
+      lambda: optax.chain(optax.clip_by_global_norm(1.0), _adam()),
+    ),
+  ]
+  cases = _load_registry()
+  names = {v.name for v in out}
+  for case in cases:
+    if case.name == "clip_by_global_norm":
+      continue  # that is OURS
+    v = _from_case(case)
+    if v.name not in names:
+      out.append(v)
+      names.add(v.name)
+  known = {c.factory for c in cases}
+  out += [v for v in _argless_factories(known) if v.name not in names]
+  result = []
+  for v in out:
+    spec = FLOORS.get(v.name)
+    if spec is None and v.stage not in ("baseline", "wrapper"):
+      k = _full_size_states(v.build)
+      spec = Floor(states=k) if k else None
+    if spec is None:
+      result.append(v)
+      continue
+    floor = f"floor:{v.name}"
+    result.append(dataclasses.replace(v, floor=floor))
+    stand_in = _floor_transform(spec)
+    if spec.stage == "update":
+      build = lambda s=stand_in: optax.chain(_adam(), s)
+    else:
+      build = lambda s=stand_in: optax.chain(s, _adam())
+    result.append(Variant(floor, build, "floor"))
+  return result
+
+
+# ---------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------
+
+
+def leaf_shape(size: int, n_leaves: int) -> tuple[int, int]:
+  """Shape of each leaf of :func:`make_params`."""
+  per = max(1, size // n_leaves)
+  cols = min(128, per)
+  return max(1, per // cols), cols
+
+
+def make_params(size: int, n_leaves: int) -> dict[str, jax.Array]:
+  """About ``size`` float32 parameters in ``n_leaves`` 2-D leaves.
+
+  Every leaf has the same shape ``(rows, cols)``, ``cols = min(128,
+  size // n_leaves)``; names are ``w0000``, ``w0001``, ...
+  """
+  rows, cols = leaf_shape(size, n_leaves)
+  rng = np.random.default_rng(0)
+  return {
+    f"w{i:04d}": jnp.asarray(
+      rng.standard_normal((rows, cols), dtype=np.float32) * 0.02
+    )
+    for i in range(n_leaves)
+  }
+
+
+def _step_fn(tx: optax.GradientTransformation, extra_args: dict[str, Any]):
+  def step(params, grads, state):
+    updates, state = tx.update(grads, state, params, **extra_args)
+    return optax.apply_updates(params, updates), state
+
+  return step
+
+
+@dataclasses.dataclass
+class Samples:
+  """Raw measurements of one variant in one configuration."""
+
+  compile_s: list[float] = dataclasses.field(default_factory=list)
+  compile_cpu_s: list[float] = dataclasses.field(default_factory=list)
+  step_s: list[float] = dataclasses.field(default_factory=list)
+  error: str | None = None
+
+
+def _time_one(v: Variant, params, grads, steps: int, s: Samples) -> None:
+  tx = v.build()
+  extra = {
+    k: jnp.asarray(x, jnp.float32) if isinstance(x, float) else x
+    for k, x in v.extra_args.items()
+  }
+  p = jax.tree.map(jnp.copy, params)
+  # Copies: an init may share one array between fields (donated twice).
+  state = jax.tree.map(jnp.copy, tx.init(p))
+  jax.clear_caches()
+  t0, c0 = time.perf_counter(), time.process_time()
+  compiled = (
+    jax.jit(_step_fn(tx, extra), donate_argnums=(0, 2))
+    .lower(p, grads, state)
+    .compile()
+  )
+  s.compile_s.append(time.perf_counter() - t0)
+  s.compile_cpu_s.append(time.process_time() - c0)
+  p, state = compiled(p, grads, state)  # warm-up
+  jax.block_until_ready((p, state))
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    p, state = compiled(p, grads, state)
+    jax.block_until_ready((p, state))
+    s.step_s.append(time.perf_counter() - t0)
+  del compiled, p, state
+
+
+def run_config(
+  size: int,
+  n_leaves: int,
+  variants: list[Variant],
+  repeats: int,
+  steps: int,
+  log: Callable[[str], None],
+) -> dict[str, Samples]:
+  """Times every variant ``repeats`` times, interleaved, rotating order."""
+  params = make_params(size, n_leaves)
+  grads = jax.tree.map(lambda p: p * 0.5, params)
+  samples = {v.name: Samples() for v in variants}
+  for r in range(repeats):
+    k = r % len(variants)
+    order = variants[k:] + variants[:k]
+    for v in order:
+      s = samples[v.name]
+      if s.error:
+        continue
+      try:
+        _time_one(v, params, grads, steps, s)
+      except Exception as e:
+        s.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+      gc.collect()
+      if s.error:
+        log(f"  round {r + 1}/{repeats} {v.name}: {s.error}")
+      else:
+        step_ms = 1e3 * statistics.median(s.step_s[-steps:])
+        log(
+          f"  round {r + 1}/{repeats} {v.name}: compile "
+          f"{s.compile_s[-1]:.2f}s step {step_ms:.2f}ms"
+        )
+  return samples
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def _median(xs: list[float]) -> float:
+  return statistics.median(xs) if xs else math.nan
+
+
+def summarize(
+  variants: list[Variant], samples: dict[str, Samples]
+) -> list[dict[str, Any]]:
+  """One row per variant: medians and ratios to Adam (and to the floor)."""
+  base = samples[BASELINE]
+  b_step, b_comp = _median(base.step_s), _median(base.compile_s)
+  b_cpu = _median(base.compile_cpu_s)
+  rows = []
+  for v in variants:
+    s = samples[v.name]
+    step, comp = _median(s.step_s), _median(s.compile_s)
+    cpu = _median(s.compile_cpu_s)
+    row = {
+      "variant": v.name,
+      "stage": v.stage,
+      "step_ms": 1e3 * step,
+      "step_x": step / b_step,
+      "compile_s": comp,
+      "compile_x": comp / b_comp,
+      "compile_cpu_x": cpu / b_cpu,
+      "floor": v.floor,
+      "step_x_floor": None,
+      "error": s.error,
+    }
+    if v.floor and samples.get(v.floor) and samples[v.floor].step_s:
+      row["step_x_floor"] = step / _median(samples[v.floor].step_s)
+    rows.append(row)
+  return rows
+
+
+def _fmt(x: float | None, spec: str) -> str:
+  if x is None or (isinstance(x, float) and math.isnan(x)):
+    return ""
+  return format(x, spec)
+
+
+def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+  """The report as Markdown: one table per (size, leaves) configuration."""
+  lines = [
+    "# optaxclip overhead benchmark",
+    "",
+    f"`{meta['command']}`",
+    "",
+    f"{meta['date']}; jax {meta['jax']}, jaxlib {meta['jaxlib']}, optax "
+    f"{meta['optax']}, {meta['backend']} ({meta['cpus']} CPUs, "
+    f"{meta['machine']}); {meta['repeats']} interleaved rounds of (compile, "
+    f"{meta['steps']} steps) per variant.",
+    "",
+    "Step and compile times are medians; `x Adam` divides by Adam alone's "
+    "median measured in the same rounds; `x floor` divides an element-wise "
+    "strategy's step by its floor (Adam plus its unavoidable extra traffic, "
+    "see the README). Compile is `lower` + `compile` with caches cleared; "
+    "`cpu x` is the same ratio in process CPU time (less sensitive to other "
+    "load on the machine).",
+  ]
+  for res in results:
+    lines += [
+      "",
+      f"## {res['size']:,} parameters in {res['leaves']:,} leaves of "
+      f"{res['leaf_shape'][0]}x{res['leaf_shape'][1]}",
+      "",
+      "| variant | stage | step ms | x Adam | x floor | compile s | x Adam "
+      "| cpu x |",
+      "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in res["rows"]:
+      if r["error"]:
+        lines.append(
+          f"| {r['variant']} | {r['stage']} | error: {r['error']} | | | | | |"
+        )
+        continue
+      lines.append(
+        f"| {r['variant']} | {r['stage']} | {_fmt(r['step_ms'], '.2f')} "
+        f"| {_fmt(r['step_x'], '.3f')} | {_fmt(r['step_x_floor'], '.3f')} "
+        f"| {_fmt(r['compile_s'], '.2f')} | {_fmt(r['compile_x'], '.2f')} "
+        f"| {_fmt(r['compile_cpu_x'], '.2f')} |"
+      )
+  return "\n".join(lines) + "\n"
+
+
+def _count(text: str) -> int:
+  text = text.strip().lower().replace("_", "")
+  scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(text[-1:], 1)
+  if scale != 1:
+    text = text[:-1]
+  return int(float(text) * scale)
+
+
+def _ints(text: str) -> list[int]:
+  return [_count(t) for t in text.split(",") if t.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+  ap = argparse.ArgumentParser(
+    description=__doc__.split("\n\n")[0],
+    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+  )
+  ap.add_argument(
+    "--sizes", default="20M", help="total parameter counts, e.g. 20M,192k"
+  )
+  ap.add_argument("--leaves", default="10,300,3000", help="leaf counts")
+  ap.add_argument(
+    "--variants",
+    default="all",
+    help="comma-separated variant names ('adam' and the floors of the "
+    "element-wise ones are always added); 'list' prints them",
+  )
+  ap.add_argument(
+    "--repeats", type=int, default=3, help="interleaved rounds per variant"
+  )
+  ap.add_argument("--steps", type=int, default=5, help="timed steps per round")
+  ap.add_argument(
+    "--quick",
+    action="store_true",
+    help="smoke test: 4k parameters in 4 leaves, 1 round of 2 steps",
+  )
+  ap.add_argument(
+    "--out",
+    default=str(ROOT / "benchmarks" / "results" / "overhead"),
+    help="output path without suffix: writes OUT.md and OUT.json",
+  )
+  args = ap.parse_args(argv)
+  if args.quick:
+    args.sizes, args.leaves, args.repeats, args.steps = "4k", "4", 1, 2
+  return args
+
+
+def select(variants: list[Variant], wanted: str) -> list[Variant]:
+  """The variants named in ``wanted``, with Adam and their floors."""
+  if wanted == "all":
+    return variants
+  names = {n.strip() for n in wanted.split(",") if n.strip()}
+  unknown = names - {v.name for v in variants}
+  if unknown:
+    raise SystemExit(
+      f"unknown variant(s) {sorted(unknown)}; known: "
+      f"{', '.join(v.name for v in variants)}"
+    )
+  names.add(BASELINE)
+  names |= {v.floor for v in variants if v.name in names and v.floor}
+  return [v for v in variants if v.name in names]
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+  args = parse_args(argv)
+
+  def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+  sizes, leaf_counts = _ints(args.sizes), _ints(args.leaves)
+  if args.variants == "list":
+    for v in all_variants():
+      print(f"{v.name:32s} {v.stage}")
+    return []
+  variants = select(all_variants(), args.variants)
+  results = []
+  for size in sizes:
+    for n in leaf_counts:
+      shape = leaf_shape(size, n)
+      log(f"{size:,} parameters in {n} leaves of {shape}")
+      samples = run_config(size, n, variants, args.repeats, args.steps, log)
+      results.append(
+        {
+          "size": shape[0] * shape[1] * n,
+          "leaves": n,
+          "leaf_shape": list(shape),
+          "rows": summarize(variants, samples),
+          "samples": {k: dataclasses.asdict(s) for k, s in samples.items()},
+        }
+      )
+  meta = {
+    "command": "python benchmarks/overhead.py "
+    + " ".join(sys.argv[1:] if argv is None else argv),
+    "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    "jax": jax.__version__,
+    "jaxlib": jax.lib.__version__
+    if hasattr(jax.lib, "__version__")
+    else jax.__version__,
+    "optax": optax.__version__,
+    "backend": jax.default_backend(),
+    "cpus": os.cpu_count(),
+    "machine": platform.machine(),
+    "repeats": args.repeats,
+    "steps": args.steps,
+  }
+  out = pathlib.Path(args.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  md, js = out.parent / f"{out.name}.md", out.parent / f"{out.name}.json"
+  md.write_text(markdown(results, meta))
+  js.write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+  log(f"wrote {md} and {js}")
+  return results
+
+
+if __name__ == "__main__":
+  main()
