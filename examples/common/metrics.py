@@ -20,7 +20,7 @@ import optaxclip
 # SPIKE_RATIO times the median of the previous SPIKE_WINDOW finite losses.
 SPIKE_RATIO = 1.2
 SPIKE_WINDOW = 50
-_SPIKE_MIN_HISTORY = 10
+_SPIKE_MIN_HISTORY = 3
 
 
 def _host_float(x: Any) -> float:

@@ -74,8 +74,22 @@ def shard_batch(tree: Any, m: Mesh | None = None) -> Any:
 
 
 def replicate(tree: Any, m: Mesh | None = None) -> Any:
-  """Puts arrays on every device (parameters and optimizer state)."""
+  """Puts arrays on every device (parameters and optimizer state).
+
+  Leaves that share one buffer (an optimizer may initialise two state
+  fields with the same array) are copied, so the state can be donated.
+  """
   m = m or mesh()
+  seen: set[int] = set()
+
+  def unique(x):
+    if isinstance(x, jax.Array):
+      if id(x) in seen:
+        return jnp.array(x, copy=True)
+      seen.add(id(x))
+    return x
+
+  tree = jax.tree.map(unique, tree)
   return jax.device_put(tree, NamedSharding(m, P()))
 
 
@@ -224,10 +238,11 @@ def make_train_step(graphdef, loss_fn: LossFn, seed: int):
     (loss, (new_carry, aux)), grads = nnx.value_and_grad(loss_of, has_aux=True)(
       model
     )
-    before = nnx.state(model, nnx.Param)
+    # Leaves are immutable arrays: `before` keeps the values of this step.
+    before = jax.tree.leaves(nnx.state(model, nnx.Param))
     optimizer.update(model, grads, loss=loss, value=loss)
-    after = nnx.state(model, nnx.Param)
-    delta = jax.tree.map(lambda a, b: b - a, before, after)
+    after = jax.tree.leaves(nnx.state(model, nnx.Param))
+    delta = [b - a for a, b in zip(before, after)]
     out = {
       "loss": loss,
       "grad_norm": optaxclip.global_norm(grads),
