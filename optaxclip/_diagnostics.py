@@ -965,19 +965,26 @@ def diagnose(
   findings: list[Finding] = []
 
   # Series to examine: per-path monitor norms and global norms.
+  # A monitor always measures, so a NaN it recorded is a NaN gradient; a
+  # clipper may not measure (NaN norms by design), so its non-finite steps
+  # are those that raised its nonfinite_count.
   path_series: list[_Series] = []
   global_series: list[_Series] = []
+  bad_series: list[_Series] = []
   for name in history._monitors():
     paths = sorted((p for p in fields[name]["norms"] if p), key=_natural_key)
     path_series += [_get(history, f"{name}/norms/{p}", p) for p in paths]
     if "" in fields[name].get("global_norm", ()):
       label = f"the global norm ({name})"
-      global_series.append(_get(history, f"{name}/global_norm", label))
+      s = _get(history, f"{name}/global_norm", label)
+      global_series.append(s)
+      bad_series.append(s._replace(values=~np.isfinite(s.values)))
   for name in history._clippers():
     label = f"the norm before {name}"
     global_series.append(_get(history, f"{name}/norm_before", label))
+    bad_series.append(_clipper_nonfinite(history, name, fields[name]))
 
-  findings += _nonfinite_findings(path_series, global_series)
+  findings += _nonfinite_findings(path_series, bad_series)
   findings += _trend_findings(path_series + global_series, growth, min_steps)
   findings += _depth_findings(history, fields, order, growth)
   findings += _zero_findings(path_series, global_series)
@@ -986,19 +993,32 @@ def diagnose(
   return findings
 
 
-def _nonfinite_findings(paths: list[_Series], globals_: list[_Series]):
+def _clipper_nonfinite(history: StatsHistory, name: str, fields) -> _Series:
+  """Steps at which a clipper met non-finite updates (True/False values)."""
+  if "" in fields.get("nonfinite_count", ()):
+    s = _get(history, f"{name}/nonfinite_count", name)
+    order = np.argsort(s.steps, kind="stable")
+    count = s.values[order]
+    rose = np.diff(count, prepend=count[:1]) > 0
+    return _Series(name, s.steps[order], rose)
+  s = _get(history, f"{name}/norm_before", name)
+  return _Series(name, s.steps, np.isinf(s.values))
+
+
+def _nonfinite_findings(paths: list[_Series], bad: list[_Series]):
+  """``paths``: per-path norms; ``bad``: other series, True where bad."""
   first: dict[str, int] = {}
   bad_steps: set[int] = set()
-  for is_path, group in ((True, paths), (False, globals_)):
-    for s in group:
-      bad = ~np.isfinite(s.values)
-      if bad.any():
-        bad_steps.update(int(t) for t in s.steps[bad])
-        if is_path:
-          first[s.label] = int(s.steps[bad][0])
+  for s in paths:
+    hit = ~np.isfinite(s.values)
+    if hit.any():
+      bad_steps.update(int(t) for t in s.steps[hit])
+      first[s.label] = int(s.steps[hit][0])
+  for s in bad:
+    bad_steps.update(int(t) for t in s.steps[s.values.astype(bool)])
   if not bad_steps:
     return []
-  n_steps = len({int(t) for s in paths + globals_ for t in s.steps})
+  n_steps = len({int(t) for s in paths + bad for t in s.steps})
   t0 = min(bad_steps)
   msg = (
     f"Non-finite gradients (NaN or Inf) at {len(bad_steps)} of {n_steps} "

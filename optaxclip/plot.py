@@ -210,9 +210,15 @@ def norm_history(
       zorder=3,
       label=f"clipped ({int(hit.sum())} of {steps.size} steps)",
     )
-  order = np.argsort(history.steps, kind="stable")
-  bad = history._present(keys[0])[order] & ~np.isfinite(before)
-  for k, t in enumerate(steps[bad]):
+  if "" in fields.get("norm_before", ()):
+    # A clipper's non-finite steps are those that raised nonfinite_count
+    # (some clippers record NaN norms by design).
+    nf = _diagnostics._clipper_nonfinite(history, name, fields)
+    bad_steps = nf.steps[nf.values.astype(bool)]
+  else:
+    nf = _diagnostics._get(history, keys[0], name)
+    bad_steps = nf.steps[~np.isfinite(nf.values)]
+  for k, t in enumerate(np.sort(bad_steps)):
     ax.axvline(
       t,
       color="tab:red",

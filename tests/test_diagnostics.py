@@ -692,6 +692,21 @@ def test_diagnose_nonfinite_names_the_first_paths():
   assert optaxclip.diagnose(h)[0].kind == "nonfinite"  # most severe first
 
 
+def test_diagnose_nonfinite_steps_of_clippers_come_from_their_count():
+  # clip_by_value keeps NaN norms by design; only counted steps are bad.
+  tx = optax.chain(optaxclip.clip_by_value(1.0), optax.sgd(0.1))
+  params = jnp.zeros(2)
+  state = tx.init(params)
+  h = optaxclip.StatsHistory()
+  for t in range(12):
+    g = jnp.array([jnp.nan if t == 7 else 0.5, 0.25])
+    _, state = tx.update(g, state, params)
+    h.append(t, optaxclip.stats(state))
+  findings = [f for f in optaxclip.diagnose(h) if f.kind == "nonfinite"]
+  assert len(findings) == 1
+  assert "at 1 of 12 recorded steps, first at step 7" in findings[0].message
+
+
 def test_diagnose_nonfinite_survives_a_jsonl_round_trip(tmp_path):
   h = _history_of({"a": lambda t: np.inf if t == 5 else 1.0})
   h.to_jsonl(tmp_path / "h.jsonl")

@@ -24,16 +24,19 @@ def _history(n=60, seed=0, name="clip_by_global_norm", threshold=1.5):
   """A history with a clipper, a monitor of 3 layers and two losses."""
   rng = np.random.default_rng(seed)
   h = optaxclip.StatsHistory()
+  nonfinite = 0
   for t in range(n):
     norm = float(rng.lognormal(0.3, 0.4))
     if t == 30:
       norm = np.nan
+      nonfinite += 1
     stats = {
       name: {
         "norm_before": norm,
         "norm_after": min(norm, threshold),
         "threshold": threshold,
         "clipped": float(norm > threshold) if np.isfinite(norm) else 1.0,
+        "nonfinite_count": nonfinite,
       },
       "monitor_norms": {
         "norms": {
@@ -67,6 +70,20 @@ def test_norm_history(tmp_path):
   assert labels[:3] == ["norm before", "norm after", "threshold"]
   assert any(lab.startswith("clipped (") for lab in labels)
   assert "non-finite" in labels
+
+
+def test_norm_history_marks_only_counted_nonfinite_steps():
+  # clip_by_value records NaN norms by design: they are not non-finite steps.
+  tx = optaxclip.clip_by_value(1.0)
+  state = tx.init(np.zeros(2))
+  h = optaxclip.StatsHistory()
+  for t in range(6):
+    g = np.array([np.nan if t == 4 else 2.0, 0.5], np.float32)
+    _, state = tx.update(g, state)
+    h.append(t, optaxclip.stats(state))
+  fig = plot.norm_history(h)
+  red = [ln for ln in fig.axes[0].get_lines() if ln.get_label() == "non-finite"]
+  assert len(red) == 1 and red[0].get_xdata()[0] == 4
 
 
 def test_norm_history_of_a_monitor_and_custom_size(tmp_path):
