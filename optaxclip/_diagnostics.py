@@ -181,7 +181,10 @@ def _check_by(by: Any, fn: str) -> Any:
   if isinstance(by, Mapping):
     rules = list(by.items())
   elif isinstance(by, Sequence):
-    rules = [(r, r) for r in by]
+    # Patterns, or (pattern, group name or value) pairs as clip_by_layer's.
+    rules = [
+      tuple(r) if isinstance(r, tuple) and len(r) == 2 else (r, r) for r in by
+    ]
   else:
     raise TypeError(
       f"optaxclip.{fn}: `by` must be 'leaf', 'layer', a mapping of path "
@@ -246,14 +249,22 @@ def monitor_norms(
   :func:`optaxclip.stats`, keyed by path, and accumulate them on the host
   with :class:`StatsHistory`.
 
+  The state's structure holds the parameter paths, so it depends on the
+  parameters' structure (never on hyperparameter values):
+  :func:`optax.tree.map_params`, which initialises with a placeholder that
+  has no leaves, cannot map over it. To build sharding specs of such a
+  state, use ``jax.eval_shape(tx.init, params)``; the monitor's vectors are
+  small and can be replicated.
+
   Args:
     by: how leaves are grouped: ``"leaf"`` (default, one norm per leaf,
       named by its path), ``"layer"`` (leaves sharing their path without the
       last segment, e.g. ``dense/kernel`` and ``dense/bias`` form
       ``dense``), or ordered path rules as in
       :func:`optaxclip.clip_by_layer`: a sequence of patterns (each names its
-      group) or a mapping of patterns to group names (a non-string value,
-      such as a threshold, names the group by its pattern). The first
+      group), or a mapping (or sequence of pairs) of patterns to group names
+      (a non-string value, such as a threshold, names the group by its
+      pattern). The first
       matching rule wins; leaves no rule matches form the group
       ``"(other)"``. A top-level array's path is ``"(root)"``.
     ema: decay :math:`\beta \in [0, 1]` of the per-group EMAs, or None (no
@@ -269,13 +280,6 @@ def monitor_norms(
   Returns:
     An :class:`optax.GradientTransformationExtraArgs` whose state is a
     :class:`MonitorState` holding ``{name: MonitorStats}``.
-
-  The state's structure holds the parameter paths, so it depends on the
-  parameters' structure (never on hyperparameter values):
-  :func:`optax.tree.map_params`, which initialises with a placeholder that
-  has no leaves, cannot map over it. To build sharding specs of such a
-  state, use ``jax.eval_shape(tx.init, params)``; the monitor's vectors are
-  small and can be replicated.
 
   Raises:
     ValueError: a rule that matches no path (at ``init``/``update``), or
@@ -302,7 +306,7 @@ def monitor_norms(
                           the EMAs keep their previous value and
                           ``nonfinite_count`` counts the step
     zero gradients        norms 0 (the EMAs move towards 0)
-    no leaves             empty dicts, ``global_norm`` 0
+    no leaves             empty ``PathMap`` fields, ``global_norm`` 0
     bf16 / f16 leaves     norms accumulated in float32
     integer leaves        ``TypeError`` naming the dtype
     ===================== ==================================================

@@ -139,6 +139,10 @@ def test_monitor_rules_mapping_and_sequence():
   _, state = seq.update(_f32(grads), seq.init(_f32(grads)))
   assert set(_monitor_stats(state).norms) == {"encoder", "head", "(other)"}
 
+  pairs = optaxclip.monitor_norms(by=[("encoder/**", 1.0), ("**", "rest")])
+  _, state = pairs.update(_f32(grads), pairs.init(_f32(grads)))
+  assert set(_monitor_stats(state).norms) == {"encoder/**", "rest"}
+
 
 def test_monitor_rule_matching_nothing_is_an_error():
   tx = optaxclip.monitor_norms(by=["decoder/**"])
