@@ -100,6 +100,11 @@ def make_parser() -> argparse.ArgumentParser:
     default="clip_by_global_norm:2.0",
     help="update-stage clip for the fifth run (`none` to skip it)",
   )
+  p.add_argument(
+    "--runs",
+    default="1,2,3,4,5",
+    help="which of the five runs to train (1-based, comma-separated)",
+  )
   p.add_argument("--eval-windows", type=int, default=128)
   p.add_argument("--sample-len", type=int, default=200)
   p.add_argument("--text-file", default=None)
@@ -226,16 +231,27 @@ def main(
     f"Shakespeare: {len(text):,} characters (loaded in {t_data:.1f}s). "
     f"optaxclip {optaxclip.__version__}."
   )
-  plan = runs(args)
+  every = runs(args)
+  try:
+    chosen = sorted({int(i) for i in args.runs.split(",") if i.strip()})
+    plan = [every[i - 1] for i in chosen]
+    if not plan or min(chosen) < 1:
+      raise IndexError
+  except (ValueError, IndexError):
+    raise SystemExit(
+      f"--runs {args.runs!r}: give numbers among 1..{len(every)}"
+    ) from None
   print(
     f"Training a {args.hidden}-unit character LSTM {len(plan)} times, "
     f"{args.steps} steps of {args.batch_size} x {args.seq_len} characters."
   )
   results = []
   t_train = time.perf_counter()
-  for i, run in enumerate(plan, 1):
-    print(f"\n[{i}/{len(plan)}] {run.label}: {run.optimizer} lr {run.lr:g}, "
-          f"clipping: {run.clipping}")  # fmt: skip
+  for i, run in zip(chosen, plan):
+    print(
+      f"\n[{i}/{len(every)}] {run.label}: {run.optimizer} lr {run.lr:g}, "
+      f"clipping: {run.clipping}"
+    )
     run_args = _run_args(args, run, i)
     task = char_lm.build_task(run_args, text=text)
     results.append((run, trainer.train(task, run_args)))

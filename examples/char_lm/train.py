@@ -83,9 +83,14 @@ def build_model(args, vocab_size: int) -> nnx.Module:
       rngs=rngs,
     )
   return CharRNN(
-    vocab_size, args.embed, args.hidden, args.layers, args.model, args.norm,
+    vocab_size,
+    args.embed,
+    args.hidden,
+    args.layers,
+    args.model,
+    args.norm,
     rngs=rngs,
-  )  # fmt: skip
+  )
 
 
 def token_nll(logits: jax.Array, targets: jax.Array) -> jax.Array:
@@ -210,10 +215,16 @@ def build_task(args, text: str | None = None) -> trainer.Task:
     init_carry = None
 
   def report(model, ev):
+    if args.sample_len <= 0:
+      return []
     text = sample(
-      model, data.vocab, args.prompt, args.sample_len, args.temperature,
+      model,
+      data.vocab,
+      args.prompt,
+      args.sample_len,
+      args.temperature,
       args.seed,
-    )  # fmt: skip
+    )
     return [f"sample (temperature {args.temperature}):", *text.splitlines()]
 
   return trainer.Task(

@@ -16,9 +16,13 @@ import numpy as np
 
 import optaxclip
 
-# A step's training loss is a spike when it is non-finite or more than
-# SPIKE_RATIO times the median of the previous SPIKE_WINDOW finite losses.
+# A step's training loss is a spike when it is non-finite, or when it
+# exceeds the median m of the previous SPIKE_WINDOW finite losses by more
+# than both (SPIKE_RATIO - 1) * m and SPIKE_SIGMAS robust standard
+# deviations (1.4826 * the median absolute deviation): the first condition
+# ignores small bumps, the second the ordinary noise of small batches.
 SPIKE_RATIO = 1.2
+SPIKE_SIGMAS = 3.0
 SPIKE_WINDOW = 50
 _SPIKE_MIN_HISTORY = 3
 
@@ -178,7 +182,10 @@ class SpikeCounter:
     if not math.isfinite(loss):
       spike = True
     elif len(self.recent) >= _SPIKE_MIN_HISTORY:
-      spike = loss > SPIKE_RATIO * float(np.median(self.recent))
+      recent = np.asarray(self.recent)
+      m = float(np.median(recent))
+      sigma = 1.4826 * float(np.median(np.abs(recent - m)))
+      spike = loss - m > max((SPIKE_RATIO - 1) * abs(m), SPIKE_SIGMAS * sigma)
     if math.isfinite(loss):
       self.recent.append(loss)
       del self.recent[:-SPIKE_WINDOW]

@@ -159,8 +159,9 @@ class RNNStack(nnx.Module):
     self.layers = nnx.List(
       [
         nnx.RNN(
-          make_cell(cell, in_features if i == 0 else hidden, hidden, norm,
-                    rngs=rngs),
+          make_cell(
+            cell, in_features if i == 0 else hidden, hidden, norm, rngs=rngs
+          ),
           return_carry=True,
           reverse=reverse,
           keep_order=True,
@@ -168,7 +169,7 @@ class RNNStack(nnx.Module):
         )
         for i in range(layers)
       ]
-    )  # fmt: skip
+    )
 
   def init_carry(self, batch_shape: tuple[int, ...]) -> tuple[Any, ...]:
     """Zero state of every layer."""

@@ -138,9 +138,7 @@ def build_task(args, examples: Examples | None = None) -> trainer.Task:
     lines = [
       "test accuracy by domain: "
       + ", ".join(
-        f"{n} {ev[f'test_acc_{n}']:.3f}"
-        for n in names
-        if f"test_acc_{n}" in ev
+        f"{n} {ev[f'test_acc_{n}']:.3f}" for n in names if f"test_acc_{n}" in ev
       )
     ]
     _, pred = predict(model, test, args.batch_size)
@@ -169,4 +167,3 @@ def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
   result = trainer.train(task, args)
   trainer.summary(result, task.metric)
   return result
-

@@ -154,11 +154,15 @@ class Encoded:
     tgt_len: int,
   ):
     s_fn, t_fn = data.TOKENIZERS[src_tok], data.TOKENIZERS[tgt_tok]
-    src = [src_vocab.encode(s_fn(s))[:src_len] or [src_vocab.unk] for s, _ in pairs]
+    src = [
+      src_vocab.encode(s_fn(s))[:src_len] or [src_vocab.unk] for s, _ in pairs
+    ]
     tgt = [tgt_vocab.encode(t_fn(t))[: tgt_len - 1] for _, t in pairs]
     self.src, self.src_len = data.pad_batch(src, src_len)
     self.tgt_in, _ = data.pad_batch([[tgt_vocab.bos, *t] for t in tgt], tgt_len)
-    self.tgt_out, _ = data.pad_batch([[*t, tgt_vocab.eos] for t in tgt], tgt_len)
+    self.tgt_out, _ = data.pad_batch(
+      [[*t, tgt_vocab.eos] for t in tgt], tgt_len
+    )
     self.pairs = list(pairs)
 
   def __len__(self) -> int:
