@@ -707,8 +707,13 @@ def test_injected_threshold_can_be_changed():
 
 
 def _fd_check(f, x, t, h=1e-6):
-  """Compares jax.grad of scalar f(x, t) with central differences (x64)."""
-  gx, gt = jax.grad(f, argnums=(0, 1))(x, t)
+  """Compares jax.grad of scalar f(x, t) with central differences (x64).
+
+  ``f`` is jitted (with its gradient): eager, the many evaluations of the
+  finite differences would dominate the test's time.
+  """
+  gx, gt = jax.jit(jax.grad(f, argnums=(0, 1)))(x, t)
+  f = jax.jit(f)
   assert np.all(np.isfinite(gx)) and np.isfinite(float(gt))
   fd_x = np.zeros(x.shape)
   for i in range(x.size):
