@@ -9,6 +9,8 @@ along different axes, or split by hand under ``jax.shard_map`` with an
 
 from __future__ import annotations
 
+import os
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -67,6 +69,13 @@ def shardings(tree):
 
 def stats_of(state):
   return _core.unnamed(state.stats)
+
+
+def test_root_conftest_gives_8_cpu_devices():
+  # The whole session (tests and doctests) runs with the flag set by the
+  # root conftest.py, before jax was imported.
+  assert "--xla_force_host_platform_device_count=8" in os.environ["XLA_FLAGS"]
+  assert len(jax.devices("cpu")) == 8
 
 
 CLIPPERS = {
