@@ -82,6 +82,7 @@ def runs(args: argparse.Namespace) -> list[Run]:
 
 def make_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
+    prog="python -m examples.demo",
     description=__doc__.split("\n\n")[0],
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
   )

@@ -234,3 +234,14 @@ def test_spike_counter_and_jsonl(tmp_path):
   assert [r["step"] for r in kept] == [1, 2, 3, 4]
   assert math.isnan(metrics.read_jsonl(tmp_path / "m.jsonl")[2]["loss"])
   json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])
+
+
+def test_unique_buffers_makes_state_donatable():
+  from examples.common import rnn
+  from examples.common import trainer
+
+  z = jnp.zeros(3)
+  out = trainer.unique_buffers({"a": z, "b": (z, jnp.ones(2)), "c": z})
+  assert len({id(x) for x in (out["a"], out["b"][0], out["c"])}) == 3
+  c, h = rnn.zeros_carry("lstm", (2,), 4)
+  assert c is not h

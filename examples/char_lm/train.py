@@ -62,6 +62,7 @@ def make_parser() -> argparse.ArgumentParser:
     cli.parser(
       "Train a character language model (LSTM, GRU or Transformer) on "
       "Shakespeare with an optaxclip clipping strategy.",
+      prog="python -m examples.char_lm",
       lr=3e-3,
       steps=2000,
       hidden=128,

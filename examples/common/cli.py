@@ -22,9 +22,12 @@ CLIP_HELP = (
 )
 
 
-def parser(description: str, **defaults) -> argparse.ArgumentParser:
+def parser(
+  description: str, prog: str | None = None, **defaults
+) -> argparse.ArgumentParser:
   """An argument parser with the shared flags; ``defaults`` override them."""
   p = argparse.ArgumentParser(
+    prog=prog,
     description=description,
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
   )

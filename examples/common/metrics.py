@@ -34,13 +34,28 @@ def _host_float(x: Any) -> float:
     return math.nan
 
 
-def flatten_stats(stats: Mapping[str, Any]) -> dict[str, float]:
-  """``{name: ClipStats}`` to ``{"name/field": float}``."""
-  out = {}
-  for name, s in stats.items():
-    fields = s._asdict() if hasattr(s, "_asdict") else dict(s)
-    for k, v in fields.items():
-      out[f"{name}/{k}"] = _host_float(v)
+def flatten_stats(stats: Any, prefix: str = "") -> dict[str, float]:
+  """``{name: ClipStats}`` to ``{"name/field": float}``.
+
+  Nested mappings and named tuples (e.g. per-layer norms of a monitor) give
+  longer keys (``"monitor_norms/norms/rnn/kernel"``); an array of several
+  values gives one key per element.
+  """
+  out: dict[str, float] = {}
+  if hasattr(stats, "_asdict"):
+    stats = stats._asdict()
+  if isinstance(stats, Mapping):
+    for k, v in stats.items():
+      out.update(flatten_stats(v, f"{prefix}/{k}" if prefix else str(k)))
+    return out
+  if stats is None:
+    return out
+  a = np.asarray(stats)
+  if a.size == 1:
+    out[prefix] = _host_float(a.reshape(()))
+  else:
+    for i, v in enumerate(a.ravel()):
+      out[f"{prefix}/{i}"] = _host_float(v)
   return out
 
 

@@ -126,8 +126,10 @@ def make_cell(
 
 def zeros_carry(cell: str, batch_shape: tuple[int, ...], hidden: int) -> Any:
   """The zero state of one cell for inputs of batch shape ``batch_shape``."""
-  z = jnp.zeros((*batch_shape, hidden), jnp.float32)
-  return (z, z) if cell == "lstm" else z
+  shape = (*batch_shape, hidden)
+  if cell == "lstm":
+    return (jnp.zeros(shape, jnp.float32), jnp.zeros(shape, jnp.float32))
+  return jnp.zeros(shape, jnp.float32)
 
 
 class RNNStack(nnx.Module):

@@ -73,13 +73,13 @@ def shard_batch(tree: Any, m: Mesh | None = None) -> Any:
   return jax.tree.map(put, tree)
 
 
-def replicate(tree: Any, m: Mesh | None = None) -> Any:
-  """Puts arrays on every device (parameters and optimizer state).
+def unique_buffers(tree: Any) -> Any:
+  """Copies the leaves that are the same array as an earlier leaf.
 
-  Leaves that share one buffer (an optimizer may initialise two state
-  fields with the same array) are copied, so the state can be donated.
+  An optimizer may initialise two state fields with one array (and an LSTM
+  state may be ``(zeros, zeros)``); a donated argument must not hold one
+  buffer twice.
   """
-  m = m or mesh()
   seen: set[int] = set()
 
   def unique(x):
@@ -89,8 +89,13 @@ def replicate(tree: Any, m: Mesh | None = None) -> Any:
       seen.add(id(x))
     return x
 
-  tree = jax.tree.map(unique, tree)
-  return jax.device_put(tree, NamedSharding(m, P()))
+  return jax.tree.map(unique, tree)
+
+
+def replicate(tree: Any, m: Mesh | None = None) -> Any:
+  """Puts arrays on every device (parameters and optimizer state)."""
+  m = m or mesh()
+  return jax.device_put(unique_buffers(tree), NamedSharding(m, P()))
 
 
 def padded_batches(arrays, batch_size: int):
@@ -335,7 +340,7 @@ def train(task: Task, args: argparse.Namespace) -> RunResult:
     metrics_path.unlink()
   m = mesh()
   state = replicate(state, m)
-  carry = shard_batch(carry, m)
+  carry = shard_batch(unique_buffers(carry), m)
   step_fn = make_train_step(graphdef, task.loss_fn, args.seed)
   writer = metrics.JsonlWriter(metrics_path)
   (workdir / "config.json").write_text(json.dumps(_config(args), indent=1))

@@ -33,6 +33,7 @@ def make_parser() -> argparse.ArgumentParser:
     "Train an LSTM/GRU forecaster on a real series from statsmodels "
     "(Mauna Loa CO2, sunspots, El Nino) and compare its RMSE with the "
     "seasonal-naive forecast.",
+    prog="python -m examples.forecasting",
     lr=3e-3,
     steps=1500,
     hidden=64,

@@ -34,6 +34,7 @@ def make_parser() -> argparse.ArgumentParser:
   p = cli.parser(
     "Train a bidirectional LSTM/GRU sentiment classifier on the VADER "
     "ground-truth sentences (tweets, movie, Amazon and NYT snippets).",
+    prog="python -m examples.sentiment",
     lr=3e-3,
     steps=1500,
     hidden=64,
@@ -143,9 +144,11 @@ def build_task(args, examples: Examples | None = None) -> trainer.Task:
     ]
     _, pred = predict(model, test, args.batch_size)
     test_texts = examples.subset(te).texts
+    lines.append("predicted / true label, test sentences:")
     for i in range(min(4, len(test_texts))):
       mark = "+" if pred[i] else "-"
-      lines.append(f"[{mark}] {test_texts[i][:90]}")
+      true = "+" if test.labels[i] else "-"
+      lines.append(f"[{mark}/{true}] {test_texts[i][:90]}")
     return lines
 
   return trainer.Task(

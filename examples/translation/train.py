@@ -36,6 +36,7 @@ def make_parser() -> argparse.ArgumentParser:
     "Train an encoder-decoder LSTM/GRU with attention on German-English "
     "sentence pairs (Ding dictionary) or on cmudict grapheme-to-phoneme "
     "pairs, and report BLEU.",
+    prog="python -m examples.translation",
     lr=3e-3,
     steps=3000,
     hidden=128,
