@@ -395,7 +395,10 @@ def test_property_scale_equivariant(strategy, data, rel, k):
   close(scaled, jax.tree.map(lambda x: x * a, base), rtol=tol(dtype), atol=0)
 
 
-@hypothesis.given(data=trees(), d=st.floats(0.0, 10.0, width=32))
+# XLA on CPU flushes subnormals to zero, so the bound is a normal float.
+@hypothesis.given(
+  data=trees(), d=st.floats(0.0, 10.0, width=32, allow_subnormal=False)
+)
 def test_property_value_clipping(data, d):
   tree, dtype = data
   out, _ = clip(optaxclip.clip_by_value, tree, d)
