@@ -4,8 +4,12 @@
 
 Every strategy must appear in ``REGISTRY``. ``tests/test_conformance.py``
 runs each entry through the shared checks (jit without recompiling,
-inject_hyperparams, MultiSteps, lax.scan, dtypes, extra args, map_params,
-state stability, sharding, convergence with Adam).
+inject_hyperparams, MultiSteps, lax.scan, dtypes, extra args, params,
+zero gradients, map_params, state stability eager/jit and on 8 sharded
+devices, convergence with Adam, checkpoint round trips, and
+``optaxclip.stats`` inside every optax container and ``nnx.Optimizer``).
+A check that cannot hold for a strategy is listed in ``Case.skip`` with
+the reason.
 """
 
 from __future__ import annotations
