@@ -206,6 +206,22 @@ def test_clip_tree_by_global_norm_matches_transformation(rng):
   close(got, ref_global(tree, 1.0, "inf")[0])
 
 
+def test_functional_forms_nonfinite_and_empty():
+  g = NONFINITE["nan"]
+  clipped, norm = optaxclip.clip_tree_by_global_norm(g, 1.0)
+  chex.assert_trees_all_equal(clipped, jax.tree.map(jnp.zeros_like, g))
+  assert np.isnan(float(norm))
+  clipped, _ = optaxclip.clip_tree_by_global_norm(g, 1.0, nonfinite="propagate")
+  assert all(np.all(np.isnan(f64(x))) for x in jax.tree.leaves(clipped))
+  with pytest.raises(FloatingPointError, match="clip_tree_by_global_norm"):
+    optaxclip.clip_tree_by_global_norm(g, 1.0, nonfinite="error")
+  clipped, norm = optaxclip.clip_tree_by_global_norm({"a": None}, 1.0)
+  assert clipped == {"a": None} and float(norm) == 0.0
+  assert float(optaxclip.global_norm([])) == 0.0
+  with pytest.raises(TypeError, match="int32"):
+    optaxclip.global_norm({"i": jnp.arange(2)})
+
+
 # ---------------------------------------------------------------------------
 # Hand-computed cases
 # ---------------------------------------------------------------------------
