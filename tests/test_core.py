@@ -326,7 +326,7 @@ def test_check_finite_error_eager_and_jit():
     return finite
 
   assert bool(f(jnp.array(True)))
-  with pytest.raises(Exception, match="myclip"):
+  with pytest.raises(jax.errors.JaxRuntimeError, match="myclip"):
     jax.block_until_ready(f(jnp.array(False)))
 
 

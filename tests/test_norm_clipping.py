@@ -560,7 +560,7 @@ def test_nonfinite_error_eager_and_jit(which):
   step = jax.jit(tx.update)
   u, _ = step(jax.tree.map(jnp.ones_like, g), state)  # finite: no error
   chex.assert_tree_all_finite(u)
-  with pytest.raises(Exception, match="my_clipper"):
+  with pytest.raises(jax.errors.JaxRuntimeError, match="my_clipper"):
     jax.block_until_ready(step(g, state))
 
 
