@@ -162,4 +162,15 @@ REGISTRY: list[Case] = [
     static_args=("warmup_steps",),
   ),
   Case("adagc", optaxclip.adagc, {"warmup_steps": 2}),
+  Case(
+    "monitor_norms",
+    optaxclip.monitor_norms,
+    {"by": "layer", "ema": 0.9},
+    static_args=("by",),
+    skip={
+      "map_params": "its per-path statistics are tree structure (PathMap), "
+      "and map_params initialises with a leafless placeholder; use "
+      "jax.eval_shape(tx.init, params) for sharding specs instead",
+    },
+  ),
 ]
