@@ -339,7 +339,9 @@ def autoclip(
     else:
       slot = state.count % window
       old = state.history[slot]
-      history = state.history.at[slot].set(jnp.where(finite, x, old))
+      history = (
+        jnp.asarray(state.history).at[slot].set(jnp.where(finite, x, old))
+      )
       ordered = jnp.where(
         finite, _replace_sorted(state.ordered, old, x), state.ordered
       )
@@ -602,8 +604,10 @@ def zclip(
     warm = state.count < warmup_steps
     collect = warm & finite
     slot = jnp.minimum(state.count, warmup_steps - 1)
-    buffer = state.buffer.at[slot].set(
-      jnp.where(collect, x, state.buffer[slot])
+    buffer = (
+      jnp.asarray(state.buffer)
+      .at[slot]
+      .set(jnp.where(collect, x, state.buffer[slot]))
     )
     count = state.count + collect.astype(jnp.int32)
     ready = warm & (count == warmup_steps)
