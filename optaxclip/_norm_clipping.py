@@ -82,8 +82,6 @@ def clip_by_value(
     _core.check_leaves(leaves, fn, allow_complex=False)
     delta = _core.resolve(max_delta, prev.step)
     finite = jnp.logical_not(_core.any_nonfinite(leaves))
-    if nonfinite == "propagate":
-      finite = jnp.array(True)  # not inspected: NaN simply flows on
     _core.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
     keep = _core.keep_mask(finite, nonfinite)
     out = []

@@ -96,8 +96,6 @@ def clip_params(
     lo = _core.resolve(min_value, prev.step)
     hi = _core.resolve(max_value, prev.step)
     finite = jnp.logical_not(_core.any_nonfinite(leaves))
-    if nonfinite == "propagate":
-      finite = jnp.array(True)
     _core.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
     keep = _core.keep_mask(finite, nonfinite)
     out, new_w = [], []
