@@ -22,7 +22,7 @@ comparison plot.
 
 Usage::
 
-  python -m examples.demo                 # about 3 minutes on 2 CPU cores
+  python -m examples.demo                 # 2-4 minutes on 2 CPU cores
   python -m examples.demo --steps 600     # longer, clearer
   python -m examples.demo --text-file my.txt
 """
