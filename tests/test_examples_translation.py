@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("flax")
+pytest.importorskip("sacrebleu")
 
 from examples.common import data
 from examples.common import trainer
