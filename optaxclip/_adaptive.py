@@ -302,6 +302,7 @@ def autoclip(
     window = int(window)
   _core.check_nonfinite(nonfinite, fn)
 
+  @_core.unshared
   def init_fn(params):
     del params
     if window is None:
@@ -568,6 +569,7 @@ def zclip(
     )
   _core.check_nonfinite(nonfinite, fn)
 
+  @_core.unshared
   def init_fn(params):
     del params
     zero = jnp.zeros([], jnp.float32)
@@ -806,6 +808,7 @@ def adagc(
   _check_count(warmup_steps, "warmup_steps", fn, minimum=0, static=False)
   _core.check_nonfinite(nonfinite, fn)
 
+  @_core.unshared
   def init_fn(params):
     n = len(jax.tree.leaves(params))
     return AdaGCState(

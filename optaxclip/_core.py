@@ -116,11 +116,13 @@ def _f32(x) -> jax.Array:
 
 def init_stats() -> ClipStats:
   """The statistics of a clipper that has not stepped yet."""
-  nan = jnp.full([], jnp.nan, jnp.float32)
+  # Every field gets its own buffer: a state whose leaves share one buffer
+  # cannot be donated to a jitted step ("donate the same buffer twice").
+  nan = lambda: jnp.full([], jnp.nan, jnp.float32)
   return ClipStats(
-    norm_before=nan,
-    norm_after=nan,
-    threshold=nan,
+    norm_before=nan(),
+    norm_after=nan(),
+    threshold=nan(),
     scale=jnp.ones([], jnp.float32),
     clipped=jnp.zeros([], jnp.float32),
     nonfinite_count=jnp.zeros([], jnp.int32),
@@ -814,6 +816,7 @@ def stateless_clipper(
   """
   check_name(name)
 
+  @unshared
   def init_fn(params):
     del params
     return ClipState(named(name, init_stats()))
@@ -824,6 +827,30 @@ def stateless_clipper(
     return updates, ClipState(named(name, new))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def unshared(init_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+  """Decorates an ``init`` so that no two state leaves share a buffer.
+
+  A state built by reusing one array in several fields cannot be donated to
+  a jitted step (``donate_argnums``): XLA refuses to donate the same buffer
+  twice. Repeated arrays are copied; everything else is returned as is.
+  """
+
+  @functools.wraps(init_fn)
+  def wrapped(params):
+    seen: set[int] = set()
+
+    def fresh(x):
+      if isinstance(x, jax.Array) and not _is_traced(x):
+        if id(x) in seen:
+          return jnp.array(x, copy=True)
+        seen.add(id(x))
+      return x
+
+    return jax.tree.map(fresh, init_fn(params))
+
+  return wrapped
 
 
 def check_name(name: Any) -> str:

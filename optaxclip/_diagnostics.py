@@ -326,6 +326,7 @@ def monitor_norms(
     names, group_of_leaf = _group_leaves(paths, by, fn)
     return leaves, names, group_of_leaf
 
+  @_core.unshared
   def init_fn(params):
     _register_with_flax()
     _, names, _ = plan(params)

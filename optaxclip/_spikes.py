@@ -212,6 +212,7 @@ def clip_spikes(
   _core.check_nonfinite(nonfinite, fn)
   _core.check_name(name)
 
+  @_core.unshared
   def init_fn(params):
     nu = jax.tree.map(lambda p: jnp.zeros_like(p, _state_dtype(p)), params)
     return SpikeClipState(
@@ -411,6 +412,7 @@ def stable_spam_clip(
   _core.check_name(name)
   f32 = jnp.float32
 
+  @_core.unshared
   def init_fn(params):
     n = len(jax.tree.leaves(params))
     zeros = jnp.zeros([n], f32)
@@ -742,6 +744,7 @@ def skip_on_spike(
   watch_norm = "grad_norm" in watch
   f32 = jnp.float32
 
+  @_core.unshared
   def init_fn(params):
     zero = jnp.zeros([], jnp.int32)
     base = _wrappers.init_skip_stats()

@@ -121,6 +121,7 @@ def clippy(
   _core.check_name(name)
   f32 = jnp.float32
 
+  @_core.unshared
   def init_fn(params):
     _core.require_params(params, fn)
     return ClippyState(

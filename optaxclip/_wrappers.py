@@ -56,8 +56,11 @@ class SkipState(NamedTuple):
 
 def init_skip_stats() -> SkipStats:
   """Statistics of a skipping wrapper before its first step."""
-  zero = jnp.zeros([], jnp.int32)
-  return SkipStats(*_core.init_stats(), skip_count=zero, consecutive_skips=zero)
+  return SkipStats(
+    *_core.init_stats(),
+    skip_count=jnp.zeros([], jnp.int32),
+    consecutive_skips=jnp.zeros([], jnp.int32),
+  )
 
 
 def next_skip_stats(
@@ -207,6 +210,7 @@ def skip_nonfinite(
       f"GradientTransformation, got {type(inner).__name__}."
     )
 
+  @_core.unshared
   def init_fn(params):
     return SkipState(inner.init(params), _core.named(name, init_skip_stats()))
 

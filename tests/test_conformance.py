@@ -11,6 +11,8 @@ optimizer for wrappers (which wrap ``case.inner()``).
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import flax.serialization
 import jax
@@ -524,3 +526,23 @@ def test_stats_found_in_nnx_optimizer(case):
   assert PROBE in found
   assert int(found[PROBE].step) == 2
   assert_stats_dtypes(opt.opt_state)
+
+
+@CASES
+def test_state_can_be_donated(case):
+  # A state whose leaves share a buffer cannot be donated to a jitted step.
+  tx = pipeline(case)
+  params = make_params()
+  state = tx.init(params)
+  ptrs = [x.unsafe_buffer_pointer() for x in jax.tree.leaves(state)]
+  assert len(ptrs) == len(set(ptrs)), "init returns leaves sharing a buffer"
+  grads = jax.tree.map(jnp.ones_like, params)
+  extra = dict(case.extra_args)
+
+  @functools.partial(jax.jit, donate_argnums=(1,))
+  def step(g, s, p):
+    return tx.update(g, s, p, **extra)
+
+  _, state = step(grads, state, params)
+  _, state = step(grads, state, params)
+  assert optaxclip.stats(state)
