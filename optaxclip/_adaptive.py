@@ -514,7 +514,10 @@ def zclip(
     alpha: EMA factor :math:`\alpha \in [0, 1]`.
     z_thresh: z-score threshold :math:`z_{thr} \ge 0`.
     max_grad_norm: cap :math:`M \ge 0` on the applied threshold (also the
-      warm-up's clip), a schedule of the step, or None for no cap.
+      warm-up's clip), a schedule of the step, or None for no cap. The cap
+      applies on **every** step, spike or not, so with the default 1.0
+      ZClip is at least as tight as ``clip_by_global_norm(1.0)``; pass
+      None for spike-only clipping.
     eps: :math:`\epsilon \ge 0`, added to :math:`\sigma` in the z-score.
     warmup_steps: static; number :math:`\ge 1` of finite norms collected
       before the EMA starts (the size of the warm-up buffer).
