@@ -44,13 +44,25 @@ NONFINITE_POLICIES: tuple[str, ...] = ("zero", "propagate", "error")
 Ord = Literal[1, 2, "inf"]
 ThresholdOrSchedule = jax.typing.ArrayLike | Callable[[jax.Array], jax.Array]
 
-# Leaves with at most this many elements are reduced together, in buckets of
-# at most `_BUCKET_ELEMENTS` elements, instead of one reduction each: one
-# kernel per bucket instead of per leaf keeps compile time flat in the number
-# of leaves, and a bucket is small enough that its concatenation is cheap.
+# How norms over many leaves are reduced (`global_reduce`, `leaf_powers`).
+# Every reduction kernel costs compile time and, at run time, a dispatch;
+# copying a large leaf costs memory traffic. So (see benchmarks/README.md):
+#
+# * leaves of one shape, dtype and sharding, each of at most
+#   `_GROUP_ELEMENTS` elements, are summed elementwise, `_GROUP_LEAVES` at a
+#   time, and each sum is reduced once: one kernel reads 16 leaves in place,
+#   whatever their sharding;
+# * the other leaves of at most `_SMALL_LEAF` elements without explicit
+#   sharding are concatenated in buckets of at most `_BUCKET_LEAVES` leaves
+#   and `_BUCKET_ELEMENTS` elements (a cheap copy) and reduced once per
+#   bucket;
+# * the rest (large or sharded leaves of unique shape) are reduced one by
+#   one, which costs little next to reading them.
 _SMALL_LEAF = 1 << 16
 _BUCKET_ELEMENTS = 1 << 20
 _BUCKET_LEAVES = 256
+_GROUP_LEAVES = 16
+_GROUP_ELEMENTS = 1 << 18
 
 
 class ClipStats(NamedTuple):
@@ -355,18 +367,46 @@ def _replicated(x: jax.Array) -> bool:
 
 def _elementwise_power(x: jax.Array, ord: Ord) -> jax.Array:
   """|x|^2 (ord 2) or |x| (ord 1, inf) elementwise, in the acc dtype."""
+  # lax rather than jnp: no nested jit per leaf (cheaper to trace and to
+  # compile when there are thousands of leaves); the values are the same.
   acc = acc_dtype(x.dtype)
-  if ord == 2:
-    if jnp.iscomplexobj(x):
-      return jnp.square(x.real.astype(acc)) + jnp.square(x.imag.astype(acc))
-    return jnp.square(x.astype(acc))
-  return jnp.abs(x).astype(acc)
+  if jnp.iscomplexobj(x):
+    re = _cast(jax.lax.real(x), acc)
+    im = _cast(jax.lax.imag(x), acc)
+    if ord == 2:
+      return re * re + im * im
+    return jax.lax.abs(x).astype(acc)
+  y = _cast(x, acc)
+  return y * y if ord == 2 else jax.lax.abs(y)
+
+
+def _cast(x: jax.Array, dtype: Any) -> jax.Array:
+  """``x.astype(dtype)``, skipped (not traced) when it is a no-op."""
+  return x if x.dtype == dtype else x.astype(dtype)
 
 
 def _reduce(v: jax.Array, op: str, axis=None, keepdims=False) -> jax.Array:
   if op == "max":
-    return jnp.max(v, axis=axis, keepdims=keepdims, initial=0)
+    return _max0(v, axis, keepdims)
   return jnp.sum(v, axis=axis, keepdims=keepdims)
+
+
+def _max0(v: jax.Array, axis=None, keepdims=False) -> jax.Array:
+  """``jnp.max(v, axis, initial=0)`` that keeps NaN, on every backend.
+
+  XLA's CPU backend hands float32 max-reductions of 4096 or more elements
+  to YNNPACK, which skips NaN (jax 0.10.2): a NaN gradient would then give
+  a finite L-infinity norm. Non-negative floats are ordered like their bit
+  patterns read as integers, with NaN (sign bit cleared) above inf, so the
+  maximum is taken over those integers, which no library reduction skips.
+  """
+  if not jnp.issubdtype(v.dtype, jnp.floating):
+    return jnp.max(v, axis=axis, keepdims=keepdims, initial=0)
+  ity = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[v.dtype.itemsize]
+  bits = jax.lax.bitcast_convert_type(jax.lax.max(v, jnp.zeros_like(v)), ity)
+  bits = jax.lax.bitwise_and(bits, jnp.array(np.iinfo(ity).max, ity))
+  top = jnp.max(bits, axis=axis, keepdims=keepdims, initial=0)
+  return jax.lax.bitcast_convert_type(top, v.dtype)
 
 
 def _op(ord: Ord) -> str:
@@ -435,6 +475,77 @@ def _buckets(leaves: Sequence[jax.Array]) -> tuple[list[list[int]], list[int]]:
   return buckets, singles
 
 
+def _sharding_key(x: jax.Array) -> Any:
+  """What must match for two leaves to be combined elementwise."""
+  try:
+    sharding = jax.typeof(x).sharding
+    hash(sharding)
+  except Exception:  # no (hashable) sharding information
+    return None
+  return sharding
+
+
+def _sharding_of(x: jax.Array) -> Any:
+  """The sharding of a traced leaf when it has an explicit one, else None."""
+  return None if _replicated(x) else jax.typeof(x).sharding
+
+
+def _groups(leaves: Sequence[jax.Array]) -> tuple[list[list[int]], list[int]]:
+  """Groups of leaves that can be summed elementwise, and the others.
+
+  A group holds 2 to `_GROUP_LEAVES` leaves of one shape, dtype and
+  sharding, each of at most `_GROUP_ELEMENTS` (non-zero) elements.
+  Returns ``(groups, others)`` as lists of leaf indices, in leaf order.
+  """
+  by_key: dict[Any, list[int]] = {}
+  others: list[int] = []
+  for i, x in enumerate(leaves):
+    shape = jnp.shape(x)
+    n = math.prod(shape)
+    if n == 0 or n > _GROUP_ELEMENTS:
+      others.append(i)
+      continue
+    key = (shape, jnp.result_type(x), _sharding_key(x))
+    by_key.setdefault(key, []).append(i)
+  groups = []
+  for idx in by_key.values():
+    if len(idx) == 1:
+      others.append(idx[0])
+    else:
+      k = _GROUP_LEAVES
+      groups += [idx[j : j + k] for j in range(0, len(idx), k)]
+  # A trailing group of one is just a leaf.
+  others += [g[0] for g in groups if len(g) == 1]
+  return [g for g in groups if len(g) > 1], sorted(others)
+
+
+def _plan(
+  leaves: Sequence[jax.Array],
+) -> tuple[list[list[int]], list[list[int]], list[int]]:
+  """``(groups, buckets, singles)``: how `global_reduce` reduces leaves."""
+  groups, others = _groups(leaves)
+  buckets, singles = _buckets([leaves[i] for i in others])
+  return (
+    groups,
+    [[others[k] for k in b] for b in buckets],
+    [others[k] for k in singles],
+  )
+
+
+def _fence(x: jax.Array) -> jax.Array:
+  """``x`` unchanged (NaN stays NaN), as an op XLA keeps in one kernel.
+
+  On the CPU backend a reduction of 4096 or more float32 elements becomes a
+  YNNPACK call, which also takes in the elementwise ops before it and runs
+  them one at a time, each through memory. A clamp to [-inf, inf] is not
+  one it takes, so the elementwise sum of a group stays one fused loop.
+  """
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    return x
+  inf = jnp.array(jnp.inf, x.dtype)
+  return jax.lax.clamp(-inf, x, inf)
+
+
 def global_reduce(
   leaves: Sequence[jax.Array],
   elementwise: Callable[[jax.Array], jax.Array],
@@ -444,9 +555,11 @@ def global_reduce(
 ) -> jax.Array:
   """Reduces ``elementwise(leaf)`` over all leaves to one scalar.
 
-  Small leaves are concatenated in buckets and reduced once per bucket;
-  large ones are reduced one by one. Either way no large leaf is copied, and
-  the number of reduction kernels stays small however many leaves there are.
+  Leaves of one shape are first combined elementwise (16 at a time), the
+  other small leaves concatenated in buckets, and only large leaves of
+  unique shape reduced one by one (see `_GROUP_LEAVES`): no large leaf is
+  copied, and the number of reduction kernels stays small however many
+  leaves there are.
 
   Args:
     leaves: the leaves.
@@ -454,11 +567,23 @@ def global_reduce(
     op: ``"sum"`` or ``"max"``.
     axis_name: optional mapped axis to reduce across devices too.
   """
-  buckets, singles = _buckets(leaves)
+  groups, buckets, singles = _plan(leaves)
+  join = jax.lax.max if op == "max" else jax.lax.add
   parts = [_reduce(elementwise(leaves[i]), op) for i in singles]
-  for b in buckets:
-    flat = jnp.concatenate([elementwise(jnp.ravel(leaves[i])) for i in b])
-    parts.append(_reduce(flat, op))
+  for g in groups:
+    acc = elementwise(leaves[g[0]])
+    for i in g[1:]:
+      acc = join(acc, elementwise(leaves[i]))
+    parts.append(_reduce(_fence(acc), op))
+  for bucket in buckets:
+    by_dtype: dict[Any, list[int]] = {}
+    for i in bucket:
+      by_dtype.setdefault(jnp.result_type(leaves[i]), []).append(i)
+    for b in by_dtype.values():
+      # Elementwise after the concatenation: XLA splits a reduction of a
+      # concatenation back into one reduction per operand.
+      flat = jnp.concatenate([jnp.ravel(leaves[i]) for i in b])
+      parts.append(_reduce(elementwise(flat), op))
   total = combine(parts, "inf" if op == "max" else 1)
   if axis_name is not None:
     red = jax.lax.pmax if op == "max" else jax.lax.psum
@@ -569,12 +694,21 @@ def scale_leaf(x: jax.Array, factor, keep=None) -> jax.Array:
     factor: a scalar, or an array that broadcasts against ``x``.
     keep: optional boolean; where False the result is zero (not NaN).
   """
-  compute = jnp.promote_types(x.dtype, jnp.float32)
-  real = jnp.finfo(compute).dtype
-  out = (x.astype(compute) * jnp.asarray(factor).astype(real)).astype(x.dtype)
+  # Per leaf this is traced thousands of times: no-op casts are skipped and
+  # lax.select stands for jnp.where (no nested jit); the values are the same.
+  compute, real = _scale_dtypes(jnp.result_type(x))
+  out = _cast(_cast(x, compute) * _cast(jnp.asarray(factor), real), x.dtype)
   if keep is not None:
-    out = jnp.where(keep, out, jnp.zeros((), x.dtype))
+    where = jnp.broadcast_to(keep, out.shape, out_sharding=_sharding_of(out))
+    out = jax.lax.select(where, out, jnp.zeros_like(out))
   return out
+
+
+@functools.cache
+def _scale_dtypes(dtype: Any) -> tuple[np.dtype, np.dtype]:
+  """(compute dtype, its real dtype) of :func:`scale_leaf` for a leaf dtype."""
+  compute = np.dtype(jnp.promote_types(dtype, jnp.float32))
+  return compute, np.dtype(jnp.finfo(compute).dtype)
 
 
 def _raise_nonfinite(fn: str, name: str, norm, step) -> None:
@@ -611,6 +745,23 @@ def keep_mask(finite: jax.Array, policy: NonFinitePolicy):
   return None if policy == "propagate" else finite
 
 
+def _one_division(norm, threshold, clipped, keep) -> jax.Array:
+  """The factor of :func:`clip_factor` (0 where ``keep`` is False).
+
+  The same value, written as one division at the end: XLA then computes it
+  once, whereas the selects of :func:`clip_factor` are cheap enough that it
+  copies them into every kernel that scales a leaf (thousands of kernels
+  for thousands of leaves, a measurable compile cost).
+  """
+  threshold = jnp.asarray(threshold, jnp.result_type(norm))
+  if keep is None:  # "propagate": threshold / norm when not finite too
+    big = jnp.logical_or(clipped, ~jnp.isfinite(norm))
+    return jnp.where(big, threshold, 1) / jnp.where(big, norm, 1)
+  big = jnp.logical_and(clipped, keep)
+  num = jnp.where(keep, jnp.where(clipped, threshold, 1), 0)
+  return num / jnp.where(big, norm, 1)
+
+
 def clip_global(
   updates: Any,
   norm: jax.Array,
@@ -639,7 +790,8 @@ def clip_global(
   finite = jnp.isfinite(norm)
   check_finite(finite, policy, fn, name, norm, prev.step)
   keep = keep_mask(finite, policy)
-  out = jax.tree.map(lambda x: scale_leaf(x, factor, keep), updates)
+  applied = _one_division(norm, threshold, clipped, keep)
+  out = jax.tree.map(lambda x: scale_leaf(x, applied, keep), updates)
   if keep is not None:
     factor = jnp.where(keep, factor, 0)
   return out, next_stats(
