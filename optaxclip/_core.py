@@ -742,7 +742,76 @@ def check_finite(
 
 def keep_mask(finite: jax.Array, policy: NonFinitePolicy):
   """Where a step's outputs are kept: None (all) under ``"propagate"``."""
-  return None if policy == "propagate" else finite
+  if policy == "propagate":
+    return None
+  # Read by every per-leaf kernel: computed once (see `materialize`).
+  return materialize(finite)[0]
+
+
+def materialize(*values: Any) -> Any:
+  """``values`` unchanged, computed once, before the kernels that read them.
+
+  A factor derived from many leaves' norms (a global factor, or one per
+  leaf) is a chain of small scalar operations. Left alone, XLA copies that
+  chain into every kernel that scales a leaf, so compile time grows with
+  leaves x chain length, quadratically when the chain reads every leaf's
+  norm (``adagc`` + Adam compiled 57x slower than Adam alone at 300 leaves).
+  XLA fuses nothing across a conditional, so the values are passed through
+  one (whose branches both return them) and each kernel then reads the
+  finished values. (An optimisation barrier does not do this on the CPU
+  backend: it is removed before fusion.) Use it on the factors and keep
+  masks of every per-leaf loop.
+
+  Args:
+    *values: pytrees of small arrays; ``None`` passes through.
+
+  Returns:
+    The values, as a tuple in the same order.
+  """
+  leaves, treedef = jax.tree.flatten(values)
+  if not leaves:
+    return values
+  # True unless the probe is NaN (either branch returns the values); a
+  # float, so that XLA cannot fold ``probe == probe`` and drop the cond.
+  probe = jnp.ravel(leaves[0])[:1].astype(jnp.float32)
+  pred = jnp.all(probe == probe)
+  out = jax.lax.cond(
+    pred,
+    lambda v: v,
+    lambda v: [jnp.where(True, x, x) for x in v],
+    leaves,
+  )
+  return jax.tree.unflatten(treedef, out)
+
+
+def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
+  """Each leaf unchanged, but data-dependent on its own power (norm**p).
+
+  ``where(power < 0, 0, leaf)`` is the leaf itself, since a power is >= 0
+  or NaN (and NaN < 0 is False). A transformation that only measures
+  (``monitor_norms``) returns its updates through this: when nothing
+  downstream reads a reduction, XLA's CPU backend keeps the reduction's
+  elementwise part (the squares) out of it and writes it to memory, which
+  cost 2.3-2.7x Adam's step at 20M parameters; with the dependency the
+  squares stay in the reduction's loop (1.00-1.05x, see benchmarks/README).
+
+  Args:
+    leaves: the leaves (None leaves pass through).
+    powers: one scalar per leaf.
+
+  Returns:
+    The leaves, in order.
+  """
+  return [
+    x
+    if x is None
+    else jax.lax.select(
+      jnp.broadcast_to(p < 0, jnp.shape(x), out_sharding=_sharding_of(x)),
+      jnp.zeros_like(x),
+      x,
+    )
+    for x, p in zip(leaves, powers)
+  ]
 
 
 def _one_division(norm, threshold, clipped, keep) -> jax.Array:
@@ -790,7 +859,7 @@ def clip_global(
   finite = jnp.isfinite(norm)
   check_finite(finite, policy, fn, name, norm, prev.step)
   keep = keep_mask(finite, policy)
-  applied = _one_division(norm, threshold, clipped, keep)
+  (applied,) = materialize(_one_division(norm, threshold, clipped, keep))
   out = jax.tree.map(lambda x: scale_leaf(x, applied, keep), updates)
   if keep is not None:
     factor = jnp.where(keep, factor, 0)
@@ -861,7 +930,8 @@ def clip_groups(
   finite = jnp.isfinite(total)
   check_finite(finite, policy, fn, name, norm_before, prev.step)
   keep = keep_mask(finite, policy)
-  out = [scale_leaf(x, factor[g], keep) for x, g in zip(leaves, group_of_leaf)]
+  (applied,) = materialize(factor)
+  out = [scale_leaf(x, applied[g], keep) for x, g in zip(leaves, group_of_leaf)]
   after_pow = gpow * (factor**2 if ord == 2 else factor)
   norm_after = root(combine(after_pow, ord), ord)
   scale = jnp.min(factor) if n_groups else jnp.ones([], dt)

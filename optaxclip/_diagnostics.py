@@ -355,9 +355,13 @@ def monitor_norms(
       )
     _core.check_leaves(leaves, fn)
     if leaves:
-      powers = _core.leaf_powers(leaves, ord, axis_name=axis_name)
-      dt = jnp.result_type(*powers)
-      powers = jnp.stack([jnp.asarray(q, dt) for q in powers])
+      per_leaf = _core.leaf_powers(leaves, ord, axis_name=axis_name)
+      # Passed through unchanged, but tied to the norms (see `_core.tie`).
+      updates = jax.tree.unflatten(
+        jax.tree.structure(updates), _core.tie(leaves, per_leaf)
+      )
+      dt = jnp.result_type(*per_leaf)
+      powers = jnp.stack([jnp.asarray(q, dt) for q in per_leaf])
     else:
       powers = jnp.zeros([0], jnp.float32)
     if len(names) == len(leaves):  # one leaf per group, in order

@@ -470,8 +470,9 @@ def stable_spam_clip(
     )
     nonzero = cnorm > 0
     gain = jnp.where(nonzero, c / jnp.where(nonzero, cnorm, 1), 1)
+    (applied,) = _core.materialize(gain)
     out = [
-      _core.scale_leaf(x, gain[k], keep).astype(g.dtype)
+      _core.scale_leaf(x, applied[k], keep).astype(g.dtype)
       for k, (x, g) in enumerate(zip(clipped, leaves))
     ]
 

@@ -166,7 +166,8 @@ def clippy(
       zero = mag == 0
       ratio = jnp.where(zero, 1, bound / jnp.where(zero, 1, mag))
       factors.append(jnp.minimum(1, jnp.min(ratio, initial=1)).astype(f32))
-    out = [_core.scale_leaf(u, s, keep) for u, s in zip(leaves, factors)]
+    (applied,) = _core.materialize(factors)
+    out = [_core.scale_leaf(u, s, keep) for u, s in zip(leaves, applied)]
     s = jnp.stack(factors)
     power = jnp.stack([p.astype(f32) for p in powers])
     norm_after = _core.root(jnp.sum(power * s**2), 2)

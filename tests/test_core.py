@@ -578,3 +578,34 @@ def test_assign_rules_first_rule_wins_and_errors_list_offenders():
   # A rule shadowed by an earlier one matches nothing: also an error.
   with pytest.raises(ValueError, match=r"\['enc/w'\]"):
     _core.assign_rules(paths, ["enc/*", "enc/w"], "fn", has_default=True)
+
+
+def test_materialize_returns_values_unchanged_nan_first_too():
+  vec = jnp.array([jnp.nan, 1.0, jnp.inf])  # a NaN probe takes the 2nd branch
+  mask = jnp.array([True, False])
+  for fn in (lambda *v: _core.materialize(*v), jax.jit(_core.materialize)):
+    out_vec, out_mask, none = fn(vec, mask, None)
+    np.testing.assert_array_equal(np.asarray(out_vec), np.asarray(vec))
+    np.testing.assert_array_equal(np.asarray(out_mask), np.asarray(mask))
+    assert none is None
+  assert _core.materialize() == ()
+
+
+def test_materialize_is_differentiable_and_batchable():
+  grad = jax.grad(lambda x: _core.materialize(x * x)[0].sum())(jnp.arange(3.0))
+  chex.assert_trees_all_close(grad, 2 * jnp.arange(3.0))
+  out = jax.vmap(lambda x: _core.materialize(x)[0])(jnp.array([jnp.nan, 2.0]))
+  np.testing.assert_array_equal(np.asarray(out), [np.nan, 2.0])
+
+
+def test_tie_passes_leaves_through_exactly():
+  leaves = [
+    jnp.array([1.0, -2.0, jnp.nan, jnp.inf]),
+    jnp.array([3, 4], jnp.int32),
+    jnp.array([0.5], jnp.bfloat16),
+  ]
+  powers = [jnp.float32(jnp.nan), jnp.float32(0.0), jnp.float32(jnp.inf)]
+  out = jax.jit(_core.tie)(leaves, powers)
+  for x, y in zip(leaves, out):
+    assert x.dtype == y.dtype
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
