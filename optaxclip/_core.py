@@ -698,10 +698,17 @@ def scale_leaf(x: jax.Array, factor, keep=None) -> jax.Array:
   # lax.select stands for jnp.where (no nested jit); the values are the same.
   compute, real = _scale_dtypes(jnp.result_type(x))
   out = _cast(_cast(x, compute) * _cast(jnp.asarray(factor), real), x.dtype)
-  if keep is not None:
-    where = jnp.broadcast_to(keep, out.shape, out_sharding=_sharding_of(out))
-    out = jax.lax.select(where, out, jnp.zeros_like(out))
-  return out
+  return out if keep is None else _zero_where(jnp.logical_not(keep), out)
+
+
+def _zero_where(pred: jax.Array, x: jax.Array) -> jax.Array:
+  """``x`` with zeros where the scalar (or broadcastable) ``pred`` holds.
+
+  ``lax.select`` rather than ``jnp.where`` (no nested jit per leaf); the
+  predicate is broadcast with the leaf's sharding.
+  """
+  pred = jnp.broadcast_to(pred, jnp.shape(x), out_sharding=_sharding_of(x))
+  return jax.lax.select(pred, jnp.zeros_like(x), x)
 
 
 @functools.cache
@@ -803,14 +810,7 @@ def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
     The leaves, in order.
   """
   return [
-    x
-    if x is None
-    else jax.lax.select(
-      jnp.broadcast_to(p < 0, jnp.shape(x), out_sharding=_sharding_of(x)),
-      jnp.zeros_like(x),
-      x,
-    )
-    for x, p in zip(leaves, powers)
+    x if x is None else _zero_where(p < 0, x) for x, p in zip(leaves, powers)
   ]
 
 
