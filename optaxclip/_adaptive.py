@@ -868,8 +868,8 @@ def adagc(
 
     _core.check_finite(finite, nonfinite, fn, name, gnorm, prev.step)
     keep = _core.keep_mask(finite, nonfinite)
-    (applied,) = _core.materialize(factor)
-    out = [_core.scale_leaf(x, applied[i], keep) for i, x in enumerate(leaves)]
+    applied = _core.materialize_each(factor)
+    out = [_core.scale_leaf(x, f, keep) for x, f in zip(leaves, applied)]
     after = _core.root(_core.combine(powers * factor**2, 2), 2)
     scale = jnp.min(factor)
     clipped = jnp.where(

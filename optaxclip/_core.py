@@ -791,6 +791,25 @@ def materialize(*values: Any) -> Any:
   return jax.tree.unflatten(treedef, out)
 
 
+def materialize_each(vector: jax.Array) -> tuple[jax.Array, ...]:
+  """The elements of a small vector as scalars, computed once.
+
+  :func:`materialize` for a vector of per-leaf (or per-group) factors: the
+  elements leave the conditional as separate scalars, so the kernel that
+  scales leaf ``i`` reads a scalar operand rather than slicing element ``i``
+  itself. The kernels of equal-shaped leaves are then identical and XLA
+  compiles one of them for all (``adagc`` + Adam at 300 leaves compiled in
+  8.8 s with a slice in every kernel, 5.9 s with this; Adam alone 1.5 s).
+
+  Args:
+    vector: a 1-D array.
+
+  Returns:
+    Its elements, in order.
+  """
+  return materialize(*jnp.unstack(vector))
+
+
 def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
   """Each leaf unchanged, but data-dependent on its own power (norm**p).
 
@@ -921,16 +940,25 @@ def clip_groups(
     members[g].append(i)
   gpow = [combine([powers[i] for i in m], ord) for m in members]
   dt = jnp.result_type(*gpow)
-  gpow = jnp.stack([jnp.asarray(p, dt) for p in gpow])
-  gnorm = root(gpow, ord)
-  thr = jnp.stack([jnp.asarray(t, dt) for t in thresholds])
-  factor, clipped = clip_factor(gnorm, thr, policy)
+  gpow = [jnp.asarray(p, dt) for p in gpow]
+  thr = [jnp.asarray(t, dt) for t in thresholds]
+  # Each leaf is scaled by its own group's scalar chain, not by a slice of a
+  # vector: the kernels of equal-shaped leaves stay identical (XLA compiles
+  # one for all) and the chain fuses into them. The statistics repeat the
+  # same operations on the stacked vector.
+  applied = [clip_factor(root(p, ord), t, policy)[0] for p, t in zip(gpow, thr)]
+  # A factor that reads several leaves' norms is computed once, not copied
+  # into each member's kernels (see `materialize`).
+  multi = [g for g, m in enumerate(members) if len(m) > 1]
+  for g, f in zip(multi, materialize(*[applied[g] for g in multi])):
+    applied[g] = f
+  gpow, thr = jnp.stack(gpow), jnp.stack(thr)
+  factor, clipped = clip_factor(root(gpow, ord), thr, policy)
   total = combine(gpow, ord)
   norm_before = root(total, ord)
   finite = jnp.isfinite(total)
   check_finite(finite, policy, fn, name, norm_before, prev.step)
   keep = keep_mask(finite, policy)
-  (applied,) = materialize(factor)
   out = [scale_leaf(x, applied[g], keep) for x, g in zip(leaves, group_of_leaf)]
   after_pow = gpow * (factor**2 if ord == 2 else factor)
   norm_after = root(combine(after_pow, ord), ord)

@@ -454,11 +454,13 @@ def stable_spam_clip(
     over_leaf = peak > max_hat
     ratio = jnp.where(over_leaf, max_hat / jnp.where(over_leaf, peak, 1), 1)
     clipped, flags = [], []
-    for k, g in enumerate(leaves):
+    leaf_max = _core.materialize_each(max_hat)
+    leaf_ratio = _core.materialize_each(ratio)
+    for g, m, r in zip(leaves, leaf_max, leaf_ratio):
       g_ = g.astype(_core.acc_dtype(g.dtype))
-      over = jnp.abs(g_) > max_hat[k].astype(g_.dtype)
+      over = jnp.abs(g_) > m.astype(g_.dtype)
       flags.append(over)
-      clipped.append(jnp.where(over, g_ * ratio[k].astype(g_.dtype), g_))
+      clipped.append(jnp.where(over, g_ * r.astype(g_.dtype), g_))
 
     # AdaGN: rescale each leaf to the bias-corrected ratio c.
     power = jnp.stack([p.astype(f32) for p in _core.leaf_powers(clipped, 2)])
@@ -470,10 +472,10 @@ def stable_spam_clip(
     )
     nonzero = cnorm > 0
     gain = jnp.where(nonzero, c / jnp.where(nonzero, cnorm, 1), 1)
-    (applied,) = _core.materialize(gain)
+    applied = _core.materialize_each(gain)
     out = [
-      _core.scale_leaf(x, applied[k], keep).astype(g.dtype)
-      for k, (x, g) in enumerate(zip(clipped, leaves))
+      _core.scale_leaf(x, a, keep).astype(g.dtype)
+      for x, a, g in zip(clipped, applied, leaves)
     ]
 
     norm_after = _core.root(jnp.sum(jnp.where(nonzero, c**2, 0)), 2)

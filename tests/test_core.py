@@ -598,6 +598,17 @@ def test_materialize_is_differentiable_and_batchable():
   np.testing.assert_array_equal(np.asarray(out), [np.nan, 2.0])
 
 
+def test_materialize_each_gives_the_elements_as_scalars():
+  vec = jnp.array([jnp.nan, 1.5, -jnp.inf], jnp.float32)
+  for fn in (_core.materialize_each, jax.jit(_core.materialize_each)):
+    out = fn(vec)
+    assert isinstance(out, tuple) and len(out) == 3
+    for got, want in zip(out, [np.nan, 1.5, -np.inf]):
+      assert got.shape == () and got.dtype == jnp.float32
+      np.testing.assert_array_equal(np.asarray(got), want)
+  assert _core.materialize_each(jnp.zeros([0])) == ()
+
+
 def test_tie_passes_leaves_through_exactly():
   leaves = [
     jnp.array([1.0, -2.0, jnp.nan, jnp.inf]),
