@@ -128,13 +128,13 @@ def _f32(x) -> jax.Array:
 
 def init_stats() -> ClipStats:
   """The statistics of a clipper that has not stepped yet."""
-  # Every field gets its own buffer: a state whose leaves share one buffer
-  # cannot be donated to a jitted step ("donate the same buffer twice").
-  nan = lambda: jnp.full([], jnp.nan, jnp.float32)
+  # Fields may share a buffer: every init_fn is `unshared`, which copies
+  # repeated arrays so that the state can be donated.
+  nan = jnp.full([], jnp.nan, jnp.float32)
   return ClipStats(
-    norm_before=nan(),
-    norm_after=nan(),
-    threshold=nan(),
+    norm_before=nan,
+    norm_after=nan,
+    threshold=nan,
     scale=jnp.ones([], jnp.float32),
     clipped=jnp.zeros([], jnp.float32),
     nonfinite_count=jnp.zeros([], jnp.int32),

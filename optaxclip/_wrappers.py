@@ -56,11 +56,8 @@ class SkipState(NamedTuple):
 
 def init_skip_stats() -> SkipStats:
   """Statistics of a skipping wrapper before its first step."""
-  return SkipStats(
-    *_core.init_stats(),
-    skip_count=jnp.zeros([], jnp.int32),
-    consecutive_skips=jnp.zeros([], jnp.int32),
-  )
+  zero = jnp.zeros([], jnp.int32)
+  return SkipStats(*_core.init_stats(), skip_count=zero, consecutive_skips=zero)
 
 
 def next_skip_stats(

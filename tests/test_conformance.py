@@ -549,8 +549,8 @@ def test_state_can_be_donated(case):
   assert optaxclip.stats(state)
 
 
-def _compiled_lines(case: Case, n_leaves: int) -> int:
-  """Lines of the optimised HLO of one jitted update, ``n_leaves`` leaves."""
+def _compiled_text(case: Case, n_leaves: int) -> str:
+  """The optimised HLO of one jitted update, ``n_leaves`` leaves."""
   leaf = jax.ShapeDtypeStruct((257, 256), jnp.float32)  # > 65,536 elements
   params = {f"w{i:03d}": leaf for i in range(n_leaves)}
   tx = pipeline(case)
@@ -560,8 +560,12 @@ def _compiled_lines(case: Case, n_leaves: int) -> int:
     return tx.update(g, s, p, **extra)
 
   state = jax.eval_shape(tx.init, params)
-  lowered = jax.jit(step).lower(params, state, params)
-  return lowered.compile().as_text().count("\n")
+  return jax.jit(step).lower(params, state, params).compile().as_text()
+
+
+def _compiled_lines(case: Case, n_leaves: int) -> int:
+  """Lines of the optimised HLO of one jitted update, ``n_leaves`` leaves."""
+  return _compiled_text(case, n_leaves).count("\n")
 
 
 @CASES
@@ -578,16 +582,7 @@ def test_compiled_program_grows_linearly_with_leaves(case):
 
 def _leaf_kernels(case: Case, n_leaves: int) -> int:
   """Distinct kernels that read or write a whole leaf, ``n_leaves`` leaves."""
-  leaf = jax.ShapeDtypeStruct((257, 256), jnp.float32)
-  params = {f"w{i:03d}": leaf for i in range(n_leaves)}
-  tx = pipeline(case)
-  extra = dict(case.extra_args)
-
-  def step(g, s, p):
-    return tx.update(g, s, p, **extra)
-
-  state = jax.eval_shape(tx.init, params)
-  text = jax.jit(step).lower(params, state, params).compile().as_text()
+  text = _compiled_text(case, n_leaves)
   bodies = set()
   for block in text.split("\n\n"):
     header = block.split("\n")[0]
