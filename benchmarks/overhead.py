@@ -330,7 +330,14 @@ class Samples:
   error: str | None = None
 
 
-def _time_one(v: Variant, params, grads, steps: int, s: Samples) -> None:
+def _time_one(
+  v: Variant,
+  params,
+  grads,
+  steps: int,
+  s: Samples,
+  compiler_options: dict[str, Any] | None = None,
+) -> None:
   tx = v.build()
   extra = {
     k: jnp.asarray(x, jnp.float32) if isinstance(x, float) else x
@@ -344,7 +351,7 @@ def _time_one(v: Variant, params, grads, steps: int, s: Samples) -> None:
   compiled = (
     jax.jit(_step_fn(tx, extra), donate_argnums=(0, 2))
     .lower(p, grads, state)
-    .compile()
+    .compile(compiler_options)
   )
   s.compile_s.append(time.perf_counter() - t0)
   s.compile_cpu_s.append(time.process_time() - c0)
@@ -365,6 +372,7 @@ def run_config(
   repeats: int,
   steps: int,
   log: Callable[[str], None],
+  compiler_options: dict[str, Any] | None = None,
 ) -> dict[str, Samples]:
   """Times every variant ``repeats`` times, interleaved, rotating order."""
   params = make_params(size, n_leaves)
@@ -378,7 +386,7 @@ def run_config(
       if s.error:
         continue
       try:
-        _time_one(v, params, grads, steps, s)
+        _time_one(v, params, grads, steps, s, compiler_options)
       except Exception as e:
         s.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
       gc.collect()
@@ -450,6 +458,13 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     f"{meta['machine']}); {meta['repeats']} interleaved rounds of (compile, "
     f"{meta['steps']} steps) per variant.",
     "",
+    "XLA compiler options (every variant, Adam included): "
+    + (
+      ", ".join(f"`{k}={v}`" for k, v in meta["compiler_options"].items())
+      if meta.get("compiler_options")
+      else "none (XLA's defaults)."
+    ),
+    "",
     "Step and compile times are medians; `x Adam` divides by Adam alone's "
     "median measured in the same rounds; `x floor` divides an element-wise "
     "strategy's step by its floor (Adam plus its unavoidable extra traffic, "
@@ -494,6 +509,22 @@ def _ints(text: str) -> list[int]:
   return [_count(t) for t in text.split(",") if t.strip()]
 
 
+def _option(text: str) -> tuple[str, bool | int | float | str]:
+  """``KEY=VALUE`` as a compiler option; VALUE parsed as bool/int/float."""
+  key, sep, value = text.partition("=")
+  if not sep or not key.strip():
+    raise SystemExit(f"--xla-option {text!r}: expected KEY=VALUE")
+  low = value.strip().lower()
+  if low in ("true", "false"):
+    return key.strip(), low == "true"
+  for kind in (int, float):
+    try:
+      return key.strip(), kind(low)
+    except ValueError:
+      pass
+  return key.strip(), value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   ap = argparse.ArgumentParser(
     description=__doc__.split("\n\n")[0],
@@ -514,6 +545,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   )
   ap.add_argument("--steps", type=int, default=5, help="timed steps per round")
   ap.add_argument(
+    "--xla-option",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    help="an XLA compiler option for every variant's step (and Adam's), "
+    "passed to `compile(compiler_options)`; repeatable, e.g. "
+    "xla_cpu_copy_insertion_use_region_analysis=true",
+  )
+  ap.add_argument(
     "--quick",
     action="store_true",
     help="smoke test: 4k parameters in 4 leaves, 1 round of 2 steps",
@@ -524,6 +564,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     help="output path without suffix: writes OUT.md and OUT.json",
   )
   args = ap.parse_args(argv)
+  args.compiler_options = dict(_option(o) for o in args.xla_option)
   if args.quick:
     args.sizes, args.leaves, args.repeats, args.steps = "4k", "4", 1, 2
   return args
@@ -562,7 +603,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for n in leaf_counts:
       shape = leaf_shape(size, n)
       log(f"{size:,} parameters in {n} leaves of {shape}")
-      samples = run_config(size, n, variants, args.repeats, args.steps, log)
+      samples = run_config(
+        size,
+        n,
+        variants,
+        args.repeats,
+        args.steps,
+        log,
+        args.compiler_options or None,
+      )
       results.append(
         {
           "size": shape[0] * shape[1] * n,
@@ -586,6 +635,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     "machine": platform.machine(),
     "repeats": args.repeats,
     "steps": args.steps,
+    "compiler_options": args.compiler_options,
   }
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -877,8 +877,11 @@ def clip_global(
   factor, clipped = clip_factor(norm, threshold, policy)
   finite = jnp.isfinite(norm)
   check_finite(finite, policy, fn, name, norm, prev.step)
-  keep = keep_mask(finite, policy)
-  (applied,) = materialize(_one_division(norm, threshold, clipped, keep))
+  # No `materialize` here: the kernels read the finished norm (it is also
+  # the output `norm_before`) and the one division, which XLA does not copy
+  # into them; a conditional costs more compile time than it saves.
+  keep = None if policy == "propagate" else finite
+  applied = _one_division(norm, threshold, clipped, keep)
   out = jax.tree.map(lambda x: scale_leaf(x, applied, keep), updates)
   if keep is not None:
     factor = jnp.where(keep, factor, 0)

@@ -169,6 +169,13 @@ def skip_nonfinite(
   elements so large that their squares overflow float32 (about 1.8e19)
   also count as non-finite.
 
+  Cost: keeping the old inner state until the step is known to be good
+  means holding it and the new one at once. On the CPU backend, with the
+  state donated to the jitted step, XLA copies the inner state into fresh
+  buffers every step: about 4.6x Adam's step at 20M parameters (see
+  ``benchmarks/README.md``, finding 3). Nothing is copied when no step is
+  wrapped, so wrap only runs that need the guarantee.
+
   Args:
     inner: the transformation to guard.
     name: key of its statistics in :func:`optaxclip.stats`.
