@@ -55,12 +55,12 @@ ThresholdOrSchedule = jax.typing.ArrayLike | Callable[[jax.Array], jax.Array]
 # * the other leaves of at most `_SMALL_LEAF` elements without explicit
 #   sharding are concatenated in buckets of at most `_BUCKET_LEAVES` leaves
 #   and `_BUCKET_ELEMENTS` elements (a cheap copy) and reduced once per
-#   bucket. Only leaves too small for a YNNPACK reduction (XLA's CPU
-#   backend hands it reductions of 4096 or more float32 elements): a larger
-#   leaf reduces fast on its own, whereas its copy is a temporary buffer,
-#   paged in afresh on every step (3000 leaves of 6656 elements with
-#   2^16 as the limit: 80 MB and 20,600 page faults per step, twice Adam's
-#   CPU time);
+#   bucket. Only leaves too small for a YNNPACK reduction are taken (XLA's
+#   CPU backend hands it reductions of 4096 or more float32 elements): a
+#   larger leaf reduces fast on its own, whereas its copy is a temporary
+#   buffer, paged in afresh on every step (3000 leaves of 6656 elements
+#   with 2^16 as the limit: 80 MB and 20,600 page faults per step, twice
+#   Adam's CPU time);
 # * the rest (large or sharded leaves of unique shape) are reduced one by
 #   one, which costs little next to reading them.
 _SMALL_LEAF = 1 << 12

@@ -659,7 +659,7 @@ def skip_on_spike(
   floor (it waits for ``max(20, window // 2)`` values, Levanter for
   ``window // 2``), so the wrapper protects a run from its 21st step.
   Restoring the inner state has the cost described in
-  :func:`skip_nonfinite` (about 4.6x Adam's step on the CPU backend with
+  :func:`skip_nonfinite` (4.6-6x Adam's step on the CPU backend with
   donated state).
 
   Because a skipped value never enters the window, a lasting jump of the

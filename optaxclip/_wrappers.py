@@ -172,9 +172,9 @@ def skip_nonfinite(
   Cost: keeping the old inner state until the step is known to be good
   means holding it and the new one at once. On the CPU backend, with the
   state donated to the jitted step, XLA copies the inner state into fresh
-  buffers every step: about 4.6x Adam's step at 20M parameters (see
-  ``benchmarks/README.md``, finding 3). Nothing is copied when no step is
-  wrapped, so wrap only runs that need the guarantee.
+  buffers every step: 4.6-6x Adam's step at 20M parameters (see
+  ``benchmarks/README.md``, finding 3). An unwrapped chain pays none of
+  this, so wrap only runs that need the guarantee.
 
   Args:
     inner: the transformation to guard.
