@@ -10,6 +10,8 @@ import math
 import pathlib
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -59,3 +61,24 @@ def test_every_registry_case_is_a_variant():
   floors = {v.name: v.floor for v in overhead.all_variants() if v.floor}
   for name, floor in floors.items():
     assert floor == f"floor:{name}" and floor in names
+
+
+def test_xla_options_are_parsed_applied_and_recorded(tmp_path):
+  overhead = _overhead()
+  assert overhead._option("a=true") == ("a", True)
+  assert overhead._option(" b = 3 ") == ("b", 3)
+  assert overhead._option("c=0.5") == ("c", 0.5)
+  assert overhead._option("d=fast") == ("d", "fast")
+  with pytest.raises(SystemExit, match="expected KEY=VALUE"):
+    overhead._option("no-equals-sign")
+  out = tmp_path / "opts"
+  option = "xla_cpu_copy_insertion_use_region_analysis"
+  base = ["--quick", "--variants", "adam", "--out", str(out)]
+  (res,) = overhead.main([*base, "--xla-option", f"{option}=true"])
+  assert res["rows"][0]["error"] is None
+  data = json.loads((tmp_path / "opts.json").read_text())
+  assert data["meta"]["compiler_options"] == {option: True}
+  assert f"`{option}=True`" in (tmp_path / "opts.md").read_text()
+  # An option XLA does not know fails the variant's compile, and says so.
+  (res,) = overhead.main([*base, "--xla-option", "xla_no_such_option=1"])
+  assert "xla_no_such_option" in res["rows"][0]["error"]
