@@ -752,12 +752,16 @@ def check_finite(
   jax.lax.cond(finite, lambda: None, lambda: jax.debug.callback(cb, norm, step))
 
 
-def keep_mask(finite: jax.Array, policy: NonFinitePolicy):
-  """Where a step's outputs are kept: None (all) under ``"propagate"``."""
+def keep_mask(finite: jax.Array, policy: NonFinitePolicy, *, once: bool = True):
+  """Where a step's outputs are kept: None (all) under ``"propagate"``.
+
+  With ``once`` (the default) the mask is passed through `materialize`, for
+  per-leaf loops whose kernels would otherwise copy its computation; a
+  global clip, whose kernels read the finished norm, passes ``once=False``.
+  """
   if policy == "propagate":
     return None
-  # Read by every per-leaf kernel: computed once (see `materialize`).
-  return materialize(finite)[0]
+  return materialize(finite)[0] if once else finite
 
 
 def materialize(*values: Any) -> Any:
@@ -885,7 +889,7 @@ def clip_global(
   # No `materialize` here: the kernels read the finished norm (it is also
   # the output `norm_before`) and the one division, which XLA does not copy
   # into them; a conditional costs more compile time than it saves.
-  keep = None if policy == "propagate" else finite
+  keep = keep_mask(finite, policy, once=False)
   applied = _one_division(norm, threshold, clipped, keep)
   out = jax.tree.map(lambda x: scale_leaf(x, applied, keep), updates)
   if keep is not None:

@@ -551,7 +551,8 @@ def test_state_can_be_donated(case):
 
 def _compiled_text(case: Case, n_leaves: int) -> str:
   """The optimised HLO of one jitted update, ``n_leaves`` leaves."""
-  leaf = jax.ShapeDtypeStruct((257, 256), jnp.float32)  # > 65,536 elements
+  # 65,792 elements: above `_core._SMALL_LEAF`, so no leaf is bucketed.
+  leaf = jax.ShapeDtypeStruct((257, 256), jnp.float32)
   params = {f"w{i:03d}": leaf for i in range(n_leaves)}
   tx = pipeline(case)
   extra = dict(case.extra_args)
