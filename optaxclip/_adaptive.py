@@ -351,8 +351,15 @@ def autoclip(
       m = jnp.minimum(count, window)
       threshold = _percentile_sorted(ordered, m, q)
     prev = _core.unnamed(state.stats)
-    updates, new = _core.clip_global(
-      updates, norm, threshold, prev, policy=nonfinite, fn=fn, name=name
+    updates, new, (count, lowest, highest) = _core.clip_global(
+      updates,
+      norm,
+      threshold,
+      prev,
+      policy=nonfinite,
+      fn=fn,
+      name=name,
+      also=(count, lowest, highest),
     )
     return updates, AutoClipState(
       count=count,
@@ -644,7 +651,15 @@ def zclip(
     mean = jnp.where(ready, mean0, jnp.where(update, new_mean, state.mean))
     var = jnp.where(ready, var0, jnp.where(update, new_var, state.var))
 
-    updates, base = _core.clip_global(
+    extra = (
+      jnp.where(warm | ~finite, jnp.nan, z).astype(jnp.float32),
+      spike.astype(jnp.float32),
+      prev.spike_count + spike.astype(jnp.int32),
+      count,
+      mean.astype(jnp.float32),
+      var.astype(jnp.float32),
+    )
+    updates, base, extra = _core.clip_global(
       updates,
       norm,
       threshold,
@@ -652,18 +667,17 @@ def zclip(
       policy=nonfinite,
       fn=fn,
       name=name,
+      also=extra,
     )
+    zscore, spike, spike_count, count, mean, var = extra
     stats = ZClipStats(
-      *base,
-      zscore=jnp.where(warm | ~finite, jnp.nan, z).astype(jnp.float32),
-      spike=spike.astype(jnp.float32),
-      spike_count=prev.spike_count + spike.astype(jnp.int32),
+      *base, zscore=zscore, spike=spike, spike_count=spike_count
     )
     return updates, ZClipState(
       buffer=buffer,
       count=count,
-      mean=mean.astype(jnp.float32),
-      var=var.astype(jnp.float32),
+      mean=mean,
+      var=var,
       stats=_core.named(name, stats),
     )
 

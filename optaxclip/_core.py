@@ -156,9 +156,31 @@ def next_stats(
   threshold: Any = jnp.nan,
   scale: Any = 1.0,
   clipped: Any = 0.0,
-) -> ClipStats:
-  """Statistics after one step; casts every field to the state's dtype."""
-  return ClipStats(
+  also: Sequence[Any] = (),
+) -> Any:
+  """Statistics after one step, computed in one kernel; in the state's dtypes.
+
+  Each statistic written out by a kernel of its own would cost compile
+  time: XLA's CPU backend compiles a scalar kernel in about 5-10 ms, and
+  the seven fields cost 1.3x Adam's whole compile time at 10 leaves. They
+  are the outputs of one variadic reduction instead (see `_pack`), together
+  with ``also``.
+
+  Args:
+    prev: the previous statistics.
+    finite: whether this step's norm is finite.
+    norm_before: the fields of :class:`ClipStats` (NaN: not computed).
+    norm_after: see ``norm_before``.
+    threshold: see ``norm_before``.
+    scale: see ``norm_before``.
+    clipped: see ``norm_before``.
+    also: further values (the factors and keep mask that scale the leaves)
+      to compute in the same kernel.
+
+  Returns:
+    The :class:`ClipStats`; with ``also``, ``(stats, *also)``.
+  """
+  stats = ClipStats(
     norm_before=_f32(norm_before),
     norm_after=_f32(norm_after),
     threshold=_f32(threshold),
@@ -168,6 +190,9 @@ def next_stats(
     + jnp.logical_not(finite).astype(jnp.int32),
     step=optax.safe_increment(prev.step),
   )
+  leaves, treedef = jax.tree.flatten((stats, *also))
+  packed = jax.tree.unflatten(treedef, _pack(leaves))
+  return packed if also else packed[0]
 
 
 def named(name: str, value: Any) -> dict[str, Any]:
@@ -800,15 +825,75 @@ def materialize(*values: Any) -> Any:
   return jax.tree.unflatten(treedef, out)
 
 
+def _identity(dtype: Any) -> jax.Array:
+  """The identity of :func:`_pack`'s reduction for ``dtype``."""
+  if dtype == jnp.bool_:
+    return jnp.zeros([], dtype)
+  zero = jnp.zeros([], dtype)
+  return -zero if jnp.issubdtype(dtype, jnp.inexact) else zero
+
+
+def _pair(a: Sequence[jax.Array], b: Sequence[jax.Array]) -> list[jax.Array]:
+  return [
+    jnp.logical_or(x, y) if x.dtype == jnp.bool_ else x + y
+    for x, y in zip(a, b)
+  ]
+
+
+@jax.custom_jvp
+def _pack(leaves: list[jax.Array]) -> list[jax.Array]:
+  """The arrays, unchanged, as the outputs of variadic reductions.
+
+  Each value is paired with its identity (``x + -0 == x`` exactly,
+  ``x or False == x``) on a new axis of length two, and one reduction over
+  that axis returns all values of a shape (a reduction's operands share
+  one; statistics are all scalars). XLA fuses the computations of the
+  values into that one kernel, and fuses nothing past it: a multi-output
+  fusion is not copied into its readers. Only results that are used stay
+  results, so this is for values that are written out (statistics), not a
+  replacement for `materialize`.
+  """
+  out: list[Any] = [None] * len(leaves)
+  # Operands share one shape, and XLA allows one floating-point precision
+  # per reduction: one group per (shape, float dtype); integers and
+  # booleans join a group of their shape.
+  groups: dict[tuple[Any, Any], list[int]] = {}
+  for i, x in enumerate(leaves):
+    inexact = jnp.issubdtype(x.dtype, jnp.inexact)
+    key = (x.shape, np.dtype(x.dtype) if inexact else None)
+    groups.setdefault(key, []).append(i)
+  for shape, _ in [k for k in groups if k[1] is None]:
+    floats = [k for k in groups if k[0] == shape and k[1] is not None]
+    if floats:
+      groups[floats[0]] += groups.pop((shape, None))
+  for (shape, _), idx in groups.items():
+    values = [leaves[i] for i in idx]
+    inits = [_identity(x.dtype) for x in values]
+    operands = [
+      jnp.stack([x, jnp.broadcast_to(z, shape)]) for x, z in zip(values, inits)
+    ]
+    for i, y in zip(idx, jax.lax.reduce(operands, inits, _pair, (0,))):
+      out[i] = y
+  return out
+
+
+@_pack.defjvp
+def _pack_jvp(primals, tangents):
+  (leaves,), (dots,) = primals, tangents
+  return _pack(leaves), dots
+
+
 def materialize_each(vector: jax.Array) -> tuple[jax.Array, ...]:
   """The elements of a small vector as scalars, computed once.
 
   :func:`materialize` for a vector of per-leaf (or per-group) factors: the
-  elements leave the conditional as separate scalars, so the kernel that
-  scales leaf ``i`` reads a scalar operand rather than slicing element ``i``
-  itself. The kernels of equal-shaped leaves are then identical and XLA
-  compiles one of them for all (``adagc`` + Adam at 300 leaves compiled in
-  8.8 s with a slice in every kernel, 5.9 s with this; Adam alone 1.5 s).
+  vector is the conditional's operand, computed once, and its elements
+  leave it as separate scalars, so the kernel that scales leaf ``i`` reads
+  a scalar operand rather than slicing element ``i`` itself (or copying the
+  vector's whole computation to slice it). The kernels of equal-shaped
+  leaves are then identical and XLA compiles one of them for all
+  (``adagc`` + Adam at 300 leaves compiled in 8.8 s with a slice in every
+  kernel, 5.9 s with this; Adam alone 1.5 s).
 
   Args:
     vector: a 1-D array.
@@ -816,7 +901,19 @@ def materialize_each(vector: jax.Array) -> tuple[jax.Array, ...]:
   Returns:
     Its elements, in order.
   """
-  return materialize(*jnp.unstack(vector))
+  if not vector.shape[0]:
+    return ()
+  # True unless the probe is NaN (see `materialize`).
+  probe = vector[:1].astype(jnp.float32)
+  pred = jnp.all(probe == probe)
+  return tuple(
+    jax.lax.cond(
+      pred,
+      lambda v: list(jnp.unstack(v)),
+      lambda v: list(jnp.unstack(jnp.where(True, v, v))),
+      vector,
+    )
+  )
 
 
 def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
@@ -868,7 +965,8 @@ def clip_global(
   policy: NonFinitePolicy,
   fn: str,
   name: str,
-) -> tuple[Any, ClipStats]:
+  also: Sequence[Any] = (),
+) -> tuple[Any, ...]:
   """Rescales a whole pytree by one factor; the apply step of global clips.
 
   Args:
@@ -879,22 +977,23 @@ def clip_global(
     policy: the non-finite policy.
     fn: public function name, for errors.
     name: the clipper's name, for errors.
+    also: the strategy's other new scalar state, computed in the same
+      kernel as the statistics (see :func:`next_stats`).
 
   Returns:
-    ``(clipped_updates, stats)``.
+    ``(clipped_updates, stats)``; with ``also``, ``(clipped_updates,
+    stats, also)``, ``also`` as a tuple.
   """
   factor, clipped = clip_factor(norm, threshold, policy)
   finite = jnp.isfinite(norm)
   check_finite(finite, policy, fn, name, norm, prev.step)
-  # No `materialize` here: the kernels read the finished norm (it is also
-  # the output `norm_before`) and the one division, which XLA does not copy
-  # into them; a conditional costs more compile time than it saves.
   keep = keep_mask(finite, policy, once=False)
   applied = _one_division(norm, threshold, clipped, keep)
-  out = jax.tree.map(lambda x: scale_leaf(x, applied, keep), updates)
   if keep is not None:
     factor = jnp.where(keep, factor, 0)
-  return out, next_stats(
+  # The factor and mask that the leaves' kernels read come out of the
+  # statistics' kernel (see `materialize`).
+  stats, applied, keep, *extra = next_stats(
     prev,
     finite=finite,
     norm_before=norm,
@@ -904,7 +1003,10 @@ def clip_global(
     threshold=threshold,
     scale=factor,
     clipped=jnp.logical_or(clipped, ~finite),
+    also=(applied, keep, *also),
   )
+  out = jax.tree.map(lambda x: scale_leaf(x, applied, keep), updates)
+  return (out, stats, tuple(extra)) if also else (out, stats)
 
 
 def clip_groups(
@@ -959,19 +1061,14 @@ def clip_groups(
   # one for all) and the chain fuses into them. The statistics repeat the
   # same operations on the stacked vector.
   applied = [clip_factor(root(p, ord), t, policy)[0] for p, t in zip(gpow, thr)]
-  # A factor that reads several leaves' norms is computed once, not copied
-  # into each member's kernels (see `materialize`).
   multi = [g for g, m in enumerate(members) if len(m) > 1]
-  for g, f in zip(multi, materialize(*[applied[g] for g in multi])):
-    applied[g] = f
   gpow, thr = jnp.stack(gpow), jnp.stack(thr)
   factor, clipped = clip_factor(root(gpow, ord), thr, policy)
   total = combine(gpow, ord)
   norm_before = root(total, ord)
   finite = jnp.isfinite(total)
   check_finite(finite, policy, fn, name, norm_before, prev.step)
-  keep = keep_mask(finite, policy)
-  out = [scale_leaf(x, applied[g], keep) for x, g in zip(leaves, group_of_leaf)]
+  keep = keep_mask(finite, policy, once=False)
   after_pow = gpow * (factor**2 if ord == 2 else factor)
   norm_after = root(combine(after_pow, ord), ord)
   scale = jnp.min(factor) if n_groups else jnp.ones([], dt)
@@ -983,7 +1080,10 @@ def clip_groups(
   if keep is not None:
     norm_after = jnp.where(keep, norm_after, 0)
     scale = jnp.where(keep, scale, 0)
-  return jax.tree.unflatten(treedef, out), next_stats(
+  # The keep mask, and each factor that reads several leaves' norms, come
+  # out of the statistics' kernel: computed once, not copied into each
+  # leaf's kernels (see `next_stats`).
+  stats, keep, *shared = next_stats(
     prev,
     finite=finite,
     norm_before=norm_before,
@@ -991,7 +1091,12 @@ def clip_groups(
     threshold=uniform,
     scale=scale,
     clipped=jnp.where(finite, jnp.mean(clipped.astype(jnp.float32)), 1.0),
+    also=(keep, *[applied[g] for g in multi]),
   )
+  for g, f in zip(multi, shared):
+    applied[g] = f
+  out = [scale_leaf(x, applied[g], keep) for x, g in zip(leaves, group_of_leaf)]
+  return jax.tree.unflatten(treedef, out), stats
 
 
 def min_factor(factors: Sequence[jax.Array]) -> jax.Array:

@@ -131,7 +131,10 @@ def guarded_update(
   out_leaves = jax.tree.leaves(new_updates)
   _core.check_leaves(out_leaves, "skip wrapper")
   out_norm = _core.root(_core.global_power(out_leaves, 2), 2)
-  skipped = jnp.logical_or(skip_before, ~jnp.isfinite(out_norm))
+  # The mask reads every leaf's norm: computed once (see `materialize`).
+  (skipped,) = _core.materialize(
+    jnp.logical_or(skip_before, ~jnp.isfinite(out_norm))
+  )
   new_updates = jax.tree.map(
     lambda u: jnp.where(skipped, jnp.zeros((), u.dtype), u), new_updates
   )
