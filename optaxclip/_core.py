@@ -174,8 +174,10 @@ def next_stats(
     threshold: see ``norm_before``.
     scale: see ``norm_before``.
     clipped: see ``norm_before``.
-    also: further values (the factors and keep mask that scale the leaves)
-      to compute in the same kernel.
+    also: a few further scalars to compute in the same kernel (the factor
+      and keep mask that scale the leaves, the strategy's other new state);
+      not one per leaf: a reduction with thousands of outputs takes
+      minutes to compile.
 
   Returns:
     The :class:`ClipStats`; with ``also``, ``(stats, *also)``.
@@ -827,9 +829,7 @@ def materialize(*values: Any) -> Any:
 
 def _identity(dtype: Any) -> jax.Array:
   """The identity of :func:`_pack`'s reduction for ``dtype``."""
-  if dtype == jnp.bool_:
-    return jnp.zeros([], dtype)
-  zero = jnp.zeros([], dtype)
+  zero = jnp.zeros([], dtype)  # False for booleans
   return -zero if jnp.issubdtype(dtype, jnp.inexact) else zero
 
 
@@ -992,7 +992,7 @@ def clip_global(
   if keep is not None:
     factor = jnp.where(keep, factor, 0)
   # The factor and mask that the leaves' kernels read come out of the
-  # statistics' kernel (see `materialize`).
+  # statistics' kernel, computed once (see `next_stats`).
   stats, applied, keep, *extra = next_stats(
     prev,
     finite=finite,
@@ -1061,7 +1061,13 @@ def clip_groups(
   # one for all) and the chain fuses into them. The statistics repeat the
   # same operations on the stacked vector.
   applied = [clip_factor(root(p, ord), t, policy)[0] for p, t in zip(gpow, thr)]
+  # A factor that reads several leaves' norms is computed once, not copied
+  # into each member's kernels (see `materialize`; not through `next_stats`,
+  # which is for a few values: a reduction with an output per group would
+  # not compile in reasonable time for thousands of groups).
   multi = [g for g, m in enumerate(members) if len(m) > 1]
+  for g, f in zip(multi, materialize(*[applied[g] for g in multi])):
+    applied[g] = f
   gpow, thr = jnp.stack(gpow), jnp.stack(thr)
   factor, clipped = clip_factor(root(gpow, ord), thr, policy)
   total = combine(gpow, ord)
@@ -1080,10 +1086,9 @@ def clip_groups(
   if keep is not None:
     norm_after = jnp.where(keep, norm_after, 0)
     scale = jnp.where(keep, scale, 0)
-  # The keep mask, and each factor that reads several leaves' norms, come
-  # out of the statistics' kernel: computed once, not copied into each
-  # leaf's kernels (see `next_stats`).
-  stats, keep, *shared = next_stats(
+  # The keep mask comes out of the statistics' kernel: computed once, not
+  # copied into each leaf's kernels (see `next_stats`).
+  stats, keep = next_stats(
     prev,
     finite=finite,
     norm_before=norm_before,
@@ -1091,10 +1096,8 @@ def clip_groups(
     threshold=uniform,
     scale=scale,
     clipped=jnp.where(finite, jnp.mean(clipped.astype(jnp.float32)), 1.0),
-    also=(keep, *[applied[g] for g in multi]),
+    also=(keep,),
   )
-  for g, f in zip(multi, shared):
-    applied[g] = f
   out = [scale_leaf(x, applied[g], keep) for x, g in zip(leaves, group_of_leaf)]
   return jax.tree.unflatten(treedef, out), stats
 
