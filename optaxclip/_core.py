@@ -192,9 +192,24 @@ def next_stats(
     + jnp.logical_not(finite).astype(jnp.int32),
     step=optax.safe_increment(prev.step),
   )
-  leaves, treedef = jax.tree.flatten((stats, *also))
-  packed = jax.tree.unflatten(treedef, _pack(leaves))
+  packed = pack(stats, *also)
   return packed if also else packed[0]
+
+
+def pack(*values: Any) -> tuple[Any, ...]:
+  """``values`` unchanged, computed in one kernel per shape (see `_pack`).
+
+  For values that are written out (statistics, new scalar state): each
+  would otherwise be a kernel of its own. :func:`next_stats` uses it.
+
+  Args:
+    *values: pytrees of small arrays; ``None`` passes through.
+
+  Returns:
+    The values, as a tuple in the same order.
+  """
+  leaves, treedef = jax.tree.flatten(values)
+  return jax.tree.unflatten(treedef, _pack(leaves))
 
 
 def named(name: str, value: Any) -> dict[str, Any]:

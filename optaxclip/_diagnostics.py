@@ -391,6 +391,7 @@ def monitor_norms(
       + jnp.logical_not(jnp.isfinite(total)).astype(jnp.int32),
       step=optax.safe_increment(prev.step),
     )
+    (new,) = _core.pack(new)  # one kernel per shape, not one per field
     return updates, MonitorState(_core.named(name, new))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
