@@ -799,7 +799,8 @@ def keep_mask(finite: jax.Array, policy: NonFinitePolicy, *, once: bool = True):
 
   With ``once`` (the default) the mask is passed through `materialize`, for
   per-leaf loops whose kernels would otherwise copy its computation; a
-  global clip, whose kernels read the finished norm, passes ``once=False``.
+  caller that passes it through `next_stats` (``also=``), which computes it
+  once too, passes ``once=False``.
   """
   if policy == "propagate":
     return None
@@ -829,17 +830,25 @@ def materialize(*values: Any) -> Any:
   leaves, treedef = jax.tree.flatten(values)
   if not leaves:
     return values
+  return jax.tree.unflatten(treedef, _through_cond(leaves, lambda v: v))
+
+
+def _through_cond(leaves: list[jax.Array], inside: Callable) -> Any:
+  """``inside(leaves)``, computed inside a conditional (see `materialize`).
+
+  The leaves are the conditional's operands, so XLA computes each once;
+  ``inside`` runs in the branches, whose outputs the readers read.
+  """
   # True unless the probe is NaN (either branch returns the values); a
   # float, so that XLA cannot fold ``probe == probe`` and drop the cond.
   probe = jnp.ravel(leaves[0])[:1].astype(jnp.float32)
   pred = jnp.all(probe == probe)
-  out = jax.lax.cond(
+  return jax.lax.cond(
     pred,
-    lambda v: v,
-    lambda v: [jnp.where(True, x, x) for x in v],
+    inside,
+    lambda v: inside([jnp.where(True, x, x) for x in v]),
     leaves,
   )
-  return jax.tree.unflatten(treedef, out)
 
 
 def _identity(dtype: Any) -> jax.Array:
@@ -869,18 +878,21 @@ def _pack(leaves: list[jax.Array]) -> list[jax.Array]:
   replacement for `materialize`.
   """
   out: list[Any] = [None] * len(leaves)
+
   # Operands share one shape, and XLA allows one floating-point precision
   # per reduction: one group per (shape, float dtype); integers and
   # booleans join a group of their shape.
+  def inexact(x):
+    return jnp.issubdtype(x.dtype, jnp.inexact)
+
+  first_float: dict[tuple[int, ...], np.dtype] = {}
+  for x in leaves:
+    if inexact(x):
+      first_float.setdefault(x.shape, np.dtype(x.dtype))
   groups: dict[tuple[Any, Any], list[int]] = {}
   for i, x in enumerate(leaves):
-    inexact = jnp.issubdtype(x.dtype, jnp.inexact)
-    key = (x.shape, np.dtype(x.dtype) if inexact else None)
-    groups.setdefault(key, []).append(i)
-  for shape, _ in [k for k in groups if k[1] is None]:
-    floats = [k for k in groups if k[0] == shape and k[1] is not None]
-    if floats:
-      groups[floats[0]] += groups.pop((shape, None))
+    dtype = np.dtype(x.dtype) if inexact(x) else first_float.get(x.shape)
+    groups.setdefault((x.shape, dtype), []).append(i)
   for (shape, _), idx in groups.items():
     values = [leaves[i] for i in idx]
     inits = [_identity(x.dtype) for x in values]
@@ -918,17 +930,7 @@ def materialize_each(vector: jax.Array) -> tuple[jax.Array, ...]:
   """
   if not vector.shape[0]:
     return ()
-  # True unless the probe is NaN (see `materialize`).
-  probe = vector[:1].astype(jnp.float32)
-  pred = jnp.all(probe == probe)
-  return tuple(
-    jax.lax.cond(
-      pred,
-      lambda v: list(jnp.unstack(v)),
-      lambda v: list(jnp.unstack(jnp.where(True, v, v))),
-      vector,
-    )
-  )
+  return tuple(_through_cond([vector], lambda v: list(jnp.unstack(v[0]))))
 
 
 def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
