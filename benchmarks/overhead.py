@@ -20,7 +20,10 @@ Variants:
   before Adam, update-stage ones after it, wrappers around it;
 * every other public factory of ``optaxclip`` that returns a transformation
   when called without arguments (``monitor_norms``);
-* ``floor:<name>`` for the element-wise strategies, see :data:`FLOORS`.
+* ``floor:<name>`` for the strategies whose extra memory traffic has a
+  known minimum (the global- and per-tensor-norm clippers and the
+  element-wise ones), see :data:`FLOORS`; strategies with the same floor
+  share one, named after the first of them.
 
 Run ``python benchmarks/overhead.py --help`` for the options; the README next
 to this file gives the commands behind ``benchmarks/results/overhead.md``.
@@ -86,34 +89,51 @@ class Variant:
 
 @dataclasses.dataclass(frozen=True)
 class Floor:
-  """The extra memory traffic an element-wise strategy cannot avoid.
+  """The extra memory traffic a strategy cannot avoid, whatever its code.
 
   A floor is Adam plus a stand-in transformation that does exactly that
-  traffic and nothing else (its updates are unchanged):
+  traffic and nothing else (its updates are unchanged): no statistics, no
+  non-finite policy, no hyperparameters. ``x floor`` near 1 means the
+  strategy costs what its algorithm must; the floor's own ``x Adam`` is
+  what any implementation of it would cost here.
 
   Attributes:
     states: full-size float32 state arrays per parameter, each read and
       written once per step as an EMA of the squared gradient (so it also
       reads the gradient once).
-    passes: per-tensor reductions that must finish before the updates can
-      be written (each one reads the updates once more and then scales them
-      by a per-tensor factor), made with ``_core.leaf_powers`` like the
-      strategies themselves.
+    passes: reductions that must finish before the updates can be written
+      (each one reads the updates once more and then scales them by the
+      factor it found), made with ``_core`` like the strategies themselves.
     params: whether each pass also reads the parameters.
     stage: where the stand-in goes: ``"grad"`` before Adam, ``"update"``
       after it.
+    reduce: what a pass reduces to: ``"leaf"``, one value per tensor
+      (``_core.leaf_powers``); ``"global"``, one value for the whole tree
+      (``_core.global_power``), as a global-norm clipper needs.
   """
 
   states: int = 0
   passes: int = 0
   params: bool = False
   stage: str = "grad"
+  reduce: str = "leaf"
 
 
 # What each element-wise strategy must touch beyond Adam, whatever its
 # implementation (see the README for the reasoning). Strategies missing
 # here that keep full-size state get `Floor(states=k)` automatically.
 FLOORS: dict[str, Floor] = {
+  # A clipper that scales by the global norm must read every gradient once
+  # before Adam reads it again: the floor of any two-pass global clip. The
+  # norm-based adaptive strategies and the spike skip need the same norm.
+  OURS: Floor(passes=1, reduce="global"),
+  "optax.clip_by_global_norm": Floor(passes=1, reduce="global"),
+  "autoclip": Floor(passes=1, reduce="global"),
+  "zclip": Floor(passes=1, reduce="global"),
+  "skip_on_spike": Floor(passes=1, reduce="global"),
+  # Per-tensor norms: the same one pass, one factor per tensor.
+  "clip_by_tensor_norm": Floor(passes=1),
+  "adagc": Floor(passes=1),
   # SPAM keeps its own EMA v of g^2 and decides element by element: one
   # full-size state read and written, in the same pass as the gradient read.
   "clip_spikes": Floor(states=1),
@@ -152,12 +172,23 @@ def _floor_transform(spec: Floor) -> optax.GradientTransformationExtraArgs:
         probe = leaves
       else:
         probe = [jnp.abs(u) - 0.1 * jnp.abs(w) for u, w in zip(leaves, weights)]
-      powers = _core.leaf_powers(probe, "inf")
-      # Always 1 for finite updates, but only known at run time.
-      leaves = [
-        x * jnp.where(p >= 0, 1, 0).astype(x.dtype)
-        for x, p in zip(leaves, powers)
-      ]
+      # A sum of squares reads the same bytes as any other norm, and is the
+      # fastest reduction on the CPU backend (a max of |x| takes a slower
+      # integer path, see `_core._max0`).
+      # The factor is always 1 for finite updates, but only known at run
+      # time. It goes through `_core.materialize`, as in the strategies:
+      # otherwise XLA copies the whole sum of a global norm into every
+      # leaf's kernel (a 266 s compile at 3000 leaves; README, finding 1).
+      if spec.reduce == "global":
+        powers = [_core.global_power(probe, 2)]
+      else:
+        powers = _core.leaf_powers(probe, 2)
+      factors = _core.materialize(
+        *(jnp.isfinite(p).astype(jnp.float32) for p in powers)
+      )
+      if spec.reduce == "global":
+        factors = factors * len(leaves)
+      leaves = [x * f.astype(x.dtype) for x, f in zip(leaves, factors)]
     return jax.tree.unflatten(treedef, leaves), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -265,6 +296,7 @@ def all_variants() -> list[Variant]:
   known = {c.factory for c in cases}
   out += [v for v in _argless_factories(known) if v.name not in names]
   result = []
+  floors: dict[Floor, str] = {}  # strategies with one floor share it
   for v in out:
     spec = FLOORS.get(v.name)
     if spec is None and v.stage not in ("baseline", "wrapper"):
@@ -273,7 +305,10 @@ def all_variants() -> list[Variant]:
     if spec is None:
       result.append(v)
       continue
-    floor = f"floor:{v.name}"
+    if spec in floors:
+      result.append(dataclasses.replace(v, floor=floors[spec]))
+      continue
+    floor = floors[spec] = f"floor:{v.name}"
     result.append(dataclasses.replace(v, floor=floor))
     stand_in = _floor_transform(spec)
     if spec.stage == "update":

@@ -63,7 +63,17 @@ ThresholdOrSchedule = jax.typing.ArrayLike | Callable[[jax.Array], jax.Array]
 #   Adam's CPU time);
 # * the rest (large or sharded leaves of unique shape) are reduced one by
 #   one, which costs little next to reading them.
+#
+# Per-leaf norms (`leaf_powers`) cannot sum leaves elementwise. There,
+# leaves of one shape, dtype and sharding between `_SMALL_LEAF` and
+# `_TOGETHER_ELEMENTS` elements are reduced `_GROUP_LEAVES` at a time by one
+# variadic reduction (one kernel, one result per leaf, each leaf read in
+# place): at 3000 leaves of 6656 elements, one YNNPACK reduction per leaf
+# cost 1.30x Adam's step and the variadic groups 1.07x. Larger leaves stay
+# with YNNPACK, which is faster there (XLA's own loop took 1.15x at 300
+# leaves of 66560 elements, against 0.98x) and accumulates more accurately.
 _SMALL_LEAF = 1 << 12
+_TOGETHER_ELEMENTS = 1 << 14
 _BUCKET_ELEMENTS = 1 << 20
 _BUCKET_LEAVES = 256
 _GROUP_LEAVES = 16
@@ -449,11 +459,42 @@ def _max0(v: jax.Array, axis=None, keepdims=False) -> jax.Array:
   """
   if not jnp.issubdtype(v.dtype, jnp.floating):
     return jnp.max(v, axis=axis, keepdims=keepdims, initial=0)
+  top = jnp.max(_ordered_bits(v), axis=axis, keepdims=keepdims, initial=0)
+  return jax.lax.bitcast_convert_type(top, v.dtype)
+
+
+def _ordered_bits(v: jax.Array) -> jax.Array:
+  """``max(v, 0)`` as integers ordered like the floats, NaN on top."""
   ity = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[v.dtype.itemsize]
   bits = jax.lax.bitcast_convert_type(jax.lax.max(v, jnp.zeros_like(v)), ity)
-  bits = jax.lax.bitwise_and(bits, jnp.array(np.iinfo(ity).max, ity))
-  top = jnp.max(bits, axis=axis, keepdims=keepdims, initial=0)
-  return jax.lax.bitcast_convert_type(top, v.dtype)
+  return jax.lax.bitwise_and(bits, jnp.array(np.iinfo(ity).max, ity))
+
+
+def _reduce_together(values: Sequence[jax.Array], op: str) -> list[jax.Array]:
+  """Each of several same-shaped arrays reduced to a scalar, in one kernel.
+
+  One variadic ``lax.reduce`` with a result per array: XLA reads them all
+  in one loop, in place. ``op`` is ``"sum"`` or ``"max"`` (of non-negative
+  values, NaN kept as in :func:`_max0`).
+  """
+  dims = tuple(range(values[0].ndim))
+  if op == "max":
+    bits = [_ordered_bits(v) for v in values]
+    top = jax.lax.reduce(
+      bits,
+      [jnp.zeros((), b.dtype) for b in bits],
+      lambda a, b: tuple(map(jax.lax.max, a, b)),
+      dims,
+    )
+    return [jax.lax.bitcast_convert_type(t, values[0].dtype) for t in top]
+  return list(
+    jax.lax.reduce(
+      list(values),
+      [jnp.zeros((), v.dtype) for v in values],
+      lambda a, b: tuple(map(jax.lax.add, a, b)),
+      dims,
+    )
+  )
 
 
 def _op(ord: Ord) -> str:
@@ -537,11 +578,13 @@ def _sharding_of(x: jax.Array) -> Any:
   return None if _replicated(x) else jax.typeof(x).sharding
 
 
-def _groups(leaves: Sequence[jax.Array]) -> tuple[list[list[int]], list[int]]:
-  """Groups of leaves that can be summed elementwise, and the others.
+def _groups(
+  leaves: Sequence[jax.Array], max_elements: int = _GROUP_ELEMENTS
+) -> tuple[list[list[int]], list[int]]:
+  """Groups of leaves that can be reduced together, and the others.
 
   A group holds 2 to `_GROUP_LEAVES` leaves of one shape, dtype and
-  sharding, each of at most `_GROUP_ELEMENTS` (non-zero) elements.
+  sharding, each of at most ``max_elements`` (non-zero) elements.
   Returns ``(groups, others)`` as lists of leaf indices, in leaf order.
   """
   by_key: dict[Any, list[int]] = {}
@@ -549,7 +592,7 @@ def _groups(leaves: Sequence[jax.Array]) -> tuple[list[list[int]], list[int]]:
   for i, x in enumerate(leaves):
     shape = jnp.shape(x)
     n = math.prod(shape)
-    if n == 0 or n > _GROUP_ELEMENTS:
+    if n == 0 or n > max_elements:
       others.append(i)
       continue
     key = (shape, jnp.result_type(x), _sharding_key(x))
@@ -650,18 +693,40 @@ def global_power(
   )
 
 
+def _leaf_plan(
+  leaves: Sequence[jax.Array],
+) -> tuple[list[list[int]], list[list[int]], list[int]]:
+  """``(buckets, together, singles)``: how `leaf_powers` reduces leaves."""
+  buckets, rest = _buckets(leaves)
+  mid = [
+    i
+    for i in rest
+    if jnp.issubdtype(jnp.result_type(leaves[i]), jnp.floating)
+    and math.prod(jnp.shape(leaves[i])) > _SMALL_LEAF
+  ]
+  groups, _ = _groups([leaves[i] for i in mid], _TOGETHER_ELEMENTS)
+  together = [[mid[k] for k in g] for g in groups]
+  taken = {i for g in together for i in g}
+  return buckets, together, [i for i in rest if i not in taken]
+
+
 def leaf_powers(
   leaves: Sequence[jax.Array], ord: Ord, *, axis_name=None
 ) -> list[jax.Array]:
   """Power of each leaf, as a list of scalars (same order as ``leaves``).
 
   Small leaves are reduced together per bucket with one segment reduction,
-  so thousands of leaves cost a handful of kernels.
+  mid-sized leaves of one shape 16 at a time by one variadic reduction, so
+  thousands of leaves cost a few hundred kernels at most.
   """
   out: list[Any] = [None] * len(leaves)
-  buckets, singles = _buckets(leaves)
+  buckets, together, singles = _leaf_plan(leaves)
   for i in singles:
     out[i] = _leaf_power(leaves[i], ord)
+  for g in together:
+    vals = [_elementwise_power(leaves[i], ord) for i in g]
+    for i, v in zip(g, _reduce_together(vals, _op(ord))):
+      out[i] = v
   for b in buckets:
     flat = jnp.concatenate(
       [_elementwise_power(jnp.ravel(leaves[i]), ord) for i in b]
@@ -951,8 +1016,18 @@ def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
   Returns:
     The leaves, in order.
   """
+  present = [
+    i
+    for i, x in enumerate(leaves)
+    if x is not None and jnp.issubdtype(jnp.result_type(x), jnp.floating)
+  ]
+  # Leaves reduced together by one variadic reduction keep their squares in
+  # its loop without the tie, which would only cost a select per element.
+  _, together, _ = _leaf_plan([leaves[i] for i in present])
+  free = {present[k] for g in together for k in g}
   return [
-    x if x is None else _zero_where(p < 0, x) for x, p in zip(leaves, powers)
+    x if x is None or i in free else _zero_where(p < 0, x)
+    for i, (x, p) in enumerate(zip(leaves, powers))
   ]
 
 

@@ -10,6 +10,9 @@ import math
 import pathlib
 import sys
 
+import chex
+import jax
+import jax.numpy as jnp
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -38,7 +41,13 @@ def test_quick_run_writes_markdown_and_json(tmp_path):
   )
   (res,) = results
   rows = {r["variant"]: r for r in res["rows"]}
-  assert set(rows) == {"adam", "optaxclip.clip_by_global_norm"}
+  assert set(rows) == {
+    "adam",
+    "optaxclip.clip_by_global_norm",
+    "floor:optaxclip.clip_by_global_norm",  # comes with it
+  }
+  ours = rows["optaxclip.clip_by_global_norm"]
+  assert math.isfinite(ours["step_x_floor"]) and ours["step_x_floor"] > 0
   for r in rows.values():
     assert r["error"] is None
     assert math.isfinite(r["step_x"]) and r["step_x"] > 0
@@ -57,10 +66,32 @@ def test_every_registry_case_is_a_variant():
     if case.name != "clip_by_global_norm":
       assert case.name in names
   assert {"adam", "optax.clip_by_global_norm"} <= names
-  # Element-wise strategies are reported against their floor.
-  floors = {v.name: v.floor for v in overhead.all_variants() if v.floor}
-  for name, floor in floors.items():
-    assert floor == f"floor:{name}" and floor in names
+  # Element-wise and norm-based strategies are reported against their
+  # floor; strategies with the same floor share one variant, named after
+  # the first of them.
+  variants = overhead.all_variants()
+  floors = {v.name: v.floor for v in variants if v.floor}
+  assert floors["optaxclip.clip_by_global_norm"] == (
+    "floor:optaxclip.clip_by_global_norm"
+  )
+  assert floors["zclip"] == floors["optaxclip.clip_by_global_norm"]
+  assert floors["adagc"] == "floor:clip_by_tensor_norm"
+  assert floors["clip_spikes"] == "floor:clip_spikes"
+  for floor in floors.values():
+    assert floor in names and floor.removeprefix("floor:") in floors
+  assert sum(v.stage == "floor" for v in variants) == len(set(floors.values()))
+
+
+def test_a_global_floor_reads_the_gradients_once_and_changes_nothing():
+  overhead = _overhead()
+  tx = overhead._floor_transform(overhead.Floor(passes=1, reduce="global"))
+  g = {"a": jnp.arange(6.0).reshape(2, 3), "b": -jnp.ones(4)}
+  out, _ = jax.jit(tx.update)(g, tx.init(g))
+  chex.assert_trees_all_equal(out, g)
+  # Its factor depends on a reduction over every leaf, known only at run
+  # time: a NaN anywhere zeroes every leaf (NaN >= 0 is False).
+  bad, _ = jax.jit(tx.update)({**g, "b": g["b"].at[0].set(jnp.nan)}, ())
+  assert float(jnp.abs(bad["a"]).sum()) == 0.0
 
 
 def test_xla_options_are_parsed_applied_and_recorded(tmp_path):

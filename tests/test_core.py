@@ -118,6 +118,54 @@ def test_many_small_leaves_fill_several_buckets(rng, ord, monkeypatch):
   np.testing.assert_allclose(float(norm), np_norm(leaves, ord), rtol=1e-5)
 
 
+@pytest.mark.parametrize("ord", ORDS)
+def test_mid_sized_leaves_of_one_shape_are_reduced_together(rng, ord):
+  # 40 leaves of 5120 elements (above `_SMALL_LEAF`, at most
+  # `_TOGETHER_ELEMENTS`): per-leaf powers come from variadic reductions of
+  # 16 leaves each, one result per leaf, in order. bf16 leaves form their
+  # own groups; one leaf holds a NaN and one an inf, which must stay in
+  # their own slots.
+  shape = (64, 80)
+  assert _core._SMALL_LEAF < math.prod(shape) <= _core._TOGETHER_ELEMENTS
+  leaves = random_leaves(rng, [shape] * 40, (np.float32, jnp.bfloat16))
+  leaves[5] = leaves[5].at[3, 7].set(jnp.nan)
+  leaves[12] = leaves[12].at[0, 0].set(-jnp.inf)
+  buckets, together, singles = _core._leaf_plan(leaves)
+  assert not buckets and not singles
+  assert [len(g) for g in together] == [16, 4, 16, 4]
+  assert all(len({leaves[i].dtype for i in g}) == 1 for g in together)
+  jaxpr = jax.make_jaxpr(lambda x: _core.leaf_powers(x, ord))(leaves)
+  variadic = [e for e in jaxpr.eqns if e.primitive.name == "reduce"]
+  assert sorted(len(e.outvars) for e in variadic) == [4, 4, 16, 16]
+  powers = np.array(jax.jit(_core.leaf_powers, static_argnums=1)(leaves, ord))
+  want = np.array([np_power(x, ord) for x in leaves])
+  assert np.isnan(powers[5]) and np.isnan(want[5])
+  assert powers[12] == np.inf
+  ok = np.isfinite(want)
+  np.testing.assert_allclose(powers[ok], want[ok], rtol=2e-5)
+
+
+def test_only_equal_mid_sized_floating_leaves_are_reduced_together():
+  big = (_core._TOGETHER_ELEMENTS + 1,)
+  leaves = [
+    jnp.ones((70, 70)),  # 4900 elements: grouped with the next one
+    jnp.ones((70, 70)),
+    jnp.ones((70, 70), jnp.float16),  # a dtype of its own: alone
+    jnp.ones(big),  # too large: YNNPACK, on its own
+    jnp.ones(big),
+    jnp.ones((5000,), jnp.complex64),  # complex: on its own
+    jnp.ones((3, 3)),  # small: bucket
+  ]
+  buckets, together, singles = _core._leaf_plan(leaves)
+  assert buckets == [[6]] and together == [[0, 1]]
+  assert singles == [2, 3, 4, 5]
+  # A leaf reduced in a group is returned as it is by `tie`; the others are
+  # tied to their power by a select.
+  jaxpr = jax.make_jaxpr(_core.tie)(leaves, [jnp.float32(1)] * len(leaves))
+  selects = [e for e in jaxpr.eqns if e.primitive.name == "select_n"]
+  assert len(selects) == len(leaves) - 2
+
+
 def test_buckets_split_by_element_count_and_dtype(monkeypatch):
   monkeypatch.setattr(_core, "_BUCKET_ELEMENTS", 10)
   leaves = [jnp.ones(4), jnp.ones(4), jnp.ones(4), jnp.ones(3, jnp.bfloat16)]
