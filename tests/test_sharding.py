@@ -112,6 +112,36 @@ def test_sharded_leaves_give_the_unsharded_result(rng, mesh2d, which):
   assert float(s.clipped) == float(w.clipped)
 
 
+def test_mid_sized_leaves_are_reduced_together_per_sharding(rng, mesh2d):
+  # Equal mid-sized leaves are reduced 16 at a time by one variadic
+  # reduction (`_core._leaf_plan`), but only with leaves of the same
+  # sharding; the per-leaf norms and the clipped updates match the
+  # unsharded ones, and each output keeps its leaf's sharding.
+  shape = (64, 80)
+  assert _core._SMALL_LEAF < shape[0] * shape[1] <= _core._TOGETHER_ELEMENTS
+  specs = [P("data"), P("data"), P("data"), P(None, "model"), P("model")]
+  grads = {
+    f"w{i}": jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    for i in range(len(specs))
+  }
+  tx = optaxclip.clip_by_tensor_norm(20.0)
+  want, _ = tx.update(grads, tx.init(grads))
+  with jax.set_mesh(mesh2d):
+    sgrads = shard(grads, mesh2d, dict(zip(grads, specs)))
+    leaves = jax.tree.leaves(sgrads)
+    assert _core._leaf_plan(leaves) == ([], [[0, 1, 2]], [3, 4])
+    powers = jax.jit(lambda x: _core.leaf_powers(x, 2))(leaves)
+    got, _ = jax.jit(tx.update)(sgrads, tx.init(sgrads))
+    assert shardings(got) == shardings(sgrads)
+  np.testing.assert_allclose(
+    np.array(powers, np.float64),
+    [np.sum(f64(x) ** 2) for x in jax.tree.leaves(grads)],
+    rtol=1e-5,
+  )
+  # Per-device partial sums are added in another order than one loop's.
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
+
+
 def test_global_norm_is_global_under_jit(rng, mesh2d):
   grads = sample(rng)
   flat = np.concatenate([f64(x).ravel() for x in jax.tree.leaves(grads)])
