@@ -174,11 +174,11 @@ def _floor_transform(spec: Floor) -> optax.GradientTransformationExtraArgs:
         probe = [jnp.abs(u) - 0.1 * jnp.abs(w) for u, w in zip(leaves, weights)]
       # A sum of squares reads the same bytes as any other norm, and is the
       # fastest reduction on the CPU backend (a max of |x| takes a slower
-      # integer path, see `_core._max0`).
-      # The factor is always 1 for finite updates, but only known at run
-      # time. It goes through `_core.materialize`, as in the strategies:
-      # otherwise XLA copies the whole sum of a global norm into every
-      # leaf's kernel (a 266 s compile at 3000 leaves; README, finding 1).
+      # integer path, see `_core._max0`). The factor is always 1 for finite
+      # updates, but only known at run time; it goes through
+      # `_core.materialize`, as in the strategies, or XLA copies the whole
+      # sum of a global norm into every leaf's kernel (a 266 s compile at
+      # 3000 leaves; README, finding 1).
       if spec.reduce == "global":
         powers = [_core.global_power(probe, 2)]
       else:

@@ -478,24 +478,19 @@ def _reduce_together(values: Sequence[jax.Array], op: str) -> list[jax.Array]:
   in one loop, in place. ``op`` is ``"sum"`` or ``"max"`` (of non-negative
   values, NaN kept as in :func:`_max0`).
   """
-  dims = tuple(range(values[0].ndim))
+  dtype = values[0].dtype
   if op == "max":
-    bits = [_ordered_bits(v) for v in values]
-    top = jax.lax.reduce(
-      bits,
-      [jnp.zeros((), b.dtype) for b in bits],
-      lambda a, b: tuple(map(jax.lax.max, a, b)),
-      dims,
-    )
-    return [jax.lax.bitcast_convert_type(t, values[0].dtype) for t in top]
-  return list(
-    jax.lax.reduce(
-      list(values),
-      [jnp.zeros((), v.dtype) for v in values],
-      lambda a, b: tuple(map(jax.lax.add, a, b)),
-      dims,
-    )
+    values = [_ordered_bits(v) for v in values]
+  join = jax.lax.max if op == "max" else jax.lax.add
+  out = jax.lax.reduce(
+    list(values),
+    [jnp.zeros((), v.dtype) for v in values],
+    lambda a, b: tuple(map(join, a, b)),
+    tuple(range(values[0].ndim)),
   )
+  if op == "max":
+    return [jax.lax.bitcast_convert_type(t, dtype) for t in out]
+  return list(out)
 
 
 def _op(ord: Ord) -> str:
