@@ -1207,11 +1207,38 @@ def fraction_true(flags: Sequence[jax.Array]) -> jax.Array:
   return sum(jnp.sum(f, dtype=jnp.float32) for f in flags) / n
 
 
-def any_nonfinite(leaves: Sequence[jax.Array]) -> jax.Array:
-  """True when any element of any leaf is NaN or infinite (one reduction)."""
+def any_nonfinite(
+  leaves: Sequence[jax.Array], *, computed: bool = False
+) -> jax.Array:
+  """True when any element of any leaf is NaN or infinite.
+
+  Args:
+    leaves: the leaves.
+    computed: the leaves are computed in the same step and not yet in
+      memory (an inner optimizer's updates), rather than read from memory.
+      One L1 reduction would then make YNNPACK take in the whole
+      computation and run it op by op through memory (fresh buffers every
+      step, finding 3 of ``benchmarks/README.md``). Instead each leaf's
+      ``x * 0`` (0, or NaN where ``x`` is not finite) is fenced off into
+      one fused loop and summed, and each leaf waits for the previous sum,
+      so that one temporary buffer serves every leaf in turn.
+
+  Returns:
+    A boolean scalar. Without ``computed``, an L1 norm that overflows
+    float32 also counts as non-finite.
+  """
   if not leaves:
     return jnp.array(False)
-  return jnp.logical_not(jnp.isfinite(global_power(leaves, 1)))
+  if not computed:
+    return jnp.logical_not(jnp.isfinite(global_power(leaves, 1)))
+  acc = jnp.zeros([], jnp.float32)
+  for x in leaves:
+    zero = x * jnp.zeros([], x.dtype)
+    if jnp.iscomplexobj(zero):
+      zero = zero.real + zero.imag
+    zero = zero + (acc * 0).astype(zero.dtype)  # waits for the previous sum
+    acc = acc + jnp.sum(_fence(zero), dtype=jnp.float32)
+  return jnp.logical_not(jnp.isfinite(acc))
 
 
 def count_where(

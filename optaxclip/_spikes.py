@@ -623,6 +623,7 @@ def skip_on_spike(
   min_history: int = 20,
   watch: Sequence[str] = ("grad_norm", "loss"),
   max_consecutive_skips: int | None = None,
+  check_updates: bool = False,
   name: str = "skip_on_spike",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Skips a whole step when the gradient norm or the loss spikes.
@@ -645,9 +646,10 @@ def skip_on_spike(
   zero updates, leaves the inner state (Adam's moments and count, clippers'
   statistics) exactly as it was, is counted, and its values do **not** enter
   the windows, so a spike cannot widen the band for the next one. A step
-  with NaN/Inf gradients, a NaN/Inf loss or a NaN/Inf inner update is
-  skipped too (counted in ``nonfinite_count``) and never enters a window.
-  Everything is decided on the device: no host synchronisation.
+  with NaN/Inf gradients or a NaN/Inf loss is skipped too (counted in
+  ``nonfinite_count``) and never enters a window; so is one with a NaN/Inf
+  inner update when ``check_updates`` is True. Everything is decided on
+  the device: no host synchronisation.
 
   The loss is watched when ``"loss"`` is in ``watch`` and the step passes
   it, ``tx.update(grads, state, params, loss=loss)``; when the step does
@@ -658,9 +660,10 @@ def skip_on_spike(
   OLMo-core's and Levanter's defaults; ``min_history`` 20 is OLMo-core's
   floor (it waits for ``max(20, window // 2)`` values, Levanter for
   ``window // 2``), so the wrapper protects a run from its 21st step.
-  Restoring the inner state has the cost described in
-  :func:`skip_nonfinite` (4.6-6x Adam's step on the CPU backend with
-  donated state).
+  The old state is kept as described in :func:`skip_nonfinite`: on the
+  CPU backend (20M parameters in 10 leaves, state donated) the wrapper
+  around Adam costs 1.14x Adam's step, the same as a global-norm clip, and
+  1.6x with ``check_updates=True``.
 
   Because a skipped value never enters the window, a lasting jump of the
   level (not a spike) would be skipped for ever: watch
@@ -679,6 +682,10 @@ def skip_on_spike(
       in a row (of any cause) after which the next step is accepted even if
       it spikes, and its values enter the windows. Non-finite steps are
       always skipped.
+    check_updates: also skip a step whose inner updates are not finite
+      although its gradients and loss are (static; see
+      :func:`skip_nonfinite`). Off by default: the decision then needs
+      only the gradients' norm and the loss, as in the references.
     name: key of its statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -718,9 +725,11 @@ def skip_on_spike(
                         ``sigma_factor * 1e-6 * abs(mean)`` above the
                         mean is skipped
   sigma_factor = inf    never skips for a spike
-  NaN / Inf gradients,  zero updates, inner state unchanged, counted in
-  loss or update        ``nonfinite_count`` and ``skip_count``; the values
+  NaN / Inf gradients   zero updates, inner state unchanged, counted in
+  or loss               ``nonfinite_count`` and ``skip_count``; the values
                         never enter a window
+  NaN / Inf inner       the same with ``check_updates=True``; passed on
+  update                (as the unwrapped inner would) without
   no ``loss=`` passed   only the gradient norm is watched; ``ValueError``
                         if ``watch`` holds only ``"loss"``
   non-scalar ``loss``   ``ValueError``
@@ -742,6 +751,7 @@ def skip_on_spike(
       f"`window`={window}; the window could never hold that many values."
     )
   _core.check_threshold(sigma_factor, "sigma_factor", fn)
+  _wrappers.check_flag(check_updates, "check_updates", fn)
   watch = _check_watch(watch, fn)
   if max_consecutive_skips is not None:
     max_consecutive_skips = _check_static_int(
@@ -809,13 +819,14 @@ def skip_on_spike(
       spike = jnp.logical_and(
         spike, prev.consecutive_skips < max_consecutive_skips
       )
-    new_updates, inner_state, skipped, out_norm = _wrappers.guarded_update(
+    new_updates, inner_state, skipped, bad_out = _wrappers.guarded_update(
       inner,
       jnp.logical_or(bad, spike),
       updates,
       state.inner_state,
       params,
       extra_args,
+      check_updates=check_updates,
     )
     accept = jnp.logical_not(skipped)
     norm_window, norm_count, norm_pos = (
@@ -839,9 +850,9 @@ def skip_on_spike(
     base = _wrappers.next_skip_stats(
       _wrappers.SkipStats(*prev[:9]),
       skipped=skipped,
-      nonfinite=jnp.logical_or(bad, jnp.logical_not(jnp.isfinite(out_norm))),
+      nonfinite=jnp.logical_or(bad, bad_out),
       norm_before=norm,
-      norm_after=out_norm,
+      norm_after=norm,
       threshold=norm_threshold,
     )
     stats = SpikeSkipStats(

@@ -4,12 +4,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+from jax.extend import core as jcore
 
 from optaxclip import _core
 
@@ -20,7 +23,8 @@ class SkipStats(NamedTuple):
 
   Attributes:
     norm_before: global L2 norm of the incoming gradients.
-    norm_after: global L2 norm of the outgoing updates (0 when skipped).
+    norm_after: global L2 norm of the gradients passed on to the inner
+      transformation: ``norm_before``, or 0 when the step was skipped.
     threshold: the value a step is compared against (NaN if none).
     scale: 1 when the step was applied, 0 when skipped.
     clipped: 1 when this step was skipped, else 0.
@@ -87,6 +91,113 @@ def next_skip_stats(
   )
 
 
+def check_flag(value: Any, arg: str, fn: str) -> None:
+  """Raises unless ``value`` is a Python bool (a static switch)."""
+  if not isinstance(value, bool):
+    raise TypeError(
+      f"optaxclip.{fn}: `{arg}` must be True or False (a static switch), "
+      f"got {value!r}."
+    )
+
+
+def _is_array(x: Any) -> bool:
+  return isinstance(x, (jax.Array, np.ndarray, np.generic))
+
+
+def _run_selecting(
+  fn: Callable[..., tuple[Any, Any]],
+  args: tuple[Any, ...],
+  select: Callable[[int, jax.Array], jax.Array],
+  state_def: Any,
+) -> tuple[list[Any], list[Any], Any]:
+  """``fn(*args)``, each state output replaced by ``select`` where it is made.
+
+  ``fn`` returns ``(updates, state)``. Its program is traced and evaluated
+  equation by equation (as :func:`jax.core.eval_jaxpr` does); the moment an
+  equation produces the value of state leaf ``j``, that value is replaced by
+  ``select(j, value)`` for every later use, the updates' computation
+  included, as well as for the output. With ``select`` keeping the old
+  leaf on a skipped step, the updates of an accepted step are unchanged
+  (the selected value *is* the new one), and XLA sees each new state leaf
+  written once, in place of the old one, then read by the updates, as in
+  the unwrapped step. Selecting only the outputs instead leaves the new
+  state read twice (by the updates and by the select), which on the CPU
+  backend costs a fresh copy of the whole state every step (finding 3 of
+  ``benchmarks/README.md``).
+
+  Args:
+    fn: ``(updates, state, params, extra_args) -> (updates, state)``.
+    args: its arguments; leaves that are not arrays stay Python values.
+    select: ``(state leaf index, new value) -> value to use``.
+    state_def: the tree structure the state must keep.
+
+  Returns:
+    ``(update_leaves, state_leaves, update_treedef)``.
+
+  Raises:
+    ValueError: if ``fn`` returns a state of another structure.
+  """
+  flat, treedef = jax.tree.flatten(args)
+  dynamic = [i for i, x in enumerate(flat) if _is_array(x)]
+  trees = []
+
+  def flat_fn(*xs):
+    full = list(flat)
+    for i, x in zip(dynamic, xs):
+      full[i] = x
+    updates, state = fn(*jax.tree.unflatten(treedef, full))
+    u, u_def = jax.tree.flatten(updates)
+    s, s_def = jax.tree.flatten(state)
+    trees.append((len(u), u_def, s_def))
+    return u + s
+
+  closed = jax.make_jaxpr(flat_fn)(*[flat[i] for i in dynamic])
+  n_u, u_def, s_def = trees[0]
+  if s_def != state_def:
+    raise ValueError(
+      "optaxclip: the wrapped transformation returned a state of structure "
+      f"{s_def}, but its state has structure {state_def}; a skip wrapper "
+      "can only guard transformations whose state keeps its structure."
+    )
+  jaxpr = closed.jaxpr
+  outs = jaxpr.outvars
+  first: dict[Any, int] = {}
+  for j, v in enumerate(outs[n_u:]):
+    if isinstance(v, jcore.Var):
+      first.setdefault(v, j)
+  env: dict[Any, Any] = {}
+  raw: dict[Any, Any] = {}
+
+  def write(v, x):
+    if v in first:
+      raw[v] = x
+      x = select(first[v], x)
+    env[v] = x
+
+  def read(v):
+    return v.val if isinstance(v, jcore.Literal) else env[v]
+
+  for v, x in zip(jaxpr.constvars, closed.consts):
+    env[v] = x
+  for v, i in zip(jaxpr.invars, dynamic):
+    write(v, flat[i])
+  for eqn in jaxpr.eqns:
+    params = eqn.primitive.get_bind_params(eqn.params)
+    with eqn.ctx.manager:
+      ans = eqn.primitive.bind(*map(read, eqn.invars), **params)
+    if not eqn.primitive.multiple_results:
+      ans = [ans]
+    for v, x in zip(eqn.outvars, ans):
+      write(v, x)
+  state = []
+  for j, v in enumerate(outs[n_u:]):
+    if isinstance(v, jcore.Var) and first[v] == j:
+      state.append(env[v])
+    else:  # a literal, or a value that is also an earlier state leaf
+      state.append(select(j, raw[v] if isinstance(v, jcore.Var) else v.val))
+  return [read(v) for v in outs[:n_u]], state, u_def
+
+
 def guarded_update(
   inner: optax.GradientTransformation,
   skip_before: jax.Array,
@@ -94,13 +205,17 @@ def guarded_update(
   inner_state: Any,
   params: Any,
   extra_args: dict[str, Any],
+  *,
+  check_updates: bool,
 ) -> tuple[Any, Any, jax.Array, jax.Array]:
   """Runs ``inner`` unless a step must be skipped; the skip machinery.
 
-  The inner update is computed under :func:`jax.lax.cond` only when
-  ``skip_before`` is False; afterwards its output is checked for NaN/Inf,
-  and a non-finite output is skipped too. A skipped step returns zero
-  updates and the old inner state, untouched.
+  A skipped step returns zero updates and the old inner state, untouched;
+  ``inner`` then sees zero gradients, so NaN gradients never reach its
+  arithmetic. The choice between new and old state is made where each new
+  state leaf is computed (see :func:`_run_selecting`), so that an accepted
+  step costs what the inner step costs, plus a select that XLA fuses into
+  it.
 
   Args:
     inner: the wrapped transformation.
@@ -109,44 +224,62 @@ def guarded_update(
     inner_state: the wrapped state.
     params: parameters (or None).
     extra_args: extra arguments, forwarded to ``inner``.
+    check_updates: also skip when the inner step's updates are not finite
+      (static). They are then computed once more before the state is
+      chosen, and checked with :func:`_core.any_nonfinite`.
 
   Returns:
-    ``(updates, inner_state, skipped, out_norm)``; ``out_norm`` is the
-    global L2 norm of the inner step's updates (measured to check them).
+    ``(updates, inner_state, skipped, bad_updates)``; ``bad_updates``
+    says the inner step's updates were not finite (always False without
+    ``check_updates``).
   """
   inner = optax.with_extra_args_support(inner)
 
-  def run(_):
-    return inner.update(updates, inner_state, params, **extra_args)
+  def zeroed(skip):
+    return jax.tree.map(
+      lambda g: jnp.where(skip, jnp.zeros((), g.dtype), g), updates
+    )
 
-  out_shape = jax.eval_shape(run, None)
-
-  def skip(_):
-    # zeros_like of the abstract output keeps its sharding (and weak type),
-    # which both branches of the cond must agree on.
-    zeros = jax.tree.map(jnp.zeros_like, out_shape[0])
-    return zeros, inner_state
-
-  new_updates, new_state = jax.lax.cond(skip_before, skip, run, None)
-  out_leaves = jax.tree.leaves(new_updates)
-  _core.check_leaves(out_leaves, "skip wrapper")
-  out_norm = _core.root(_core.global_power(out_leaves, 2), 2)
+  skipped = skip_before
+  bad_out = jnp.array(False)
+  if check_updates:
+    trial, _ = inner.update(
+      zeroed(skip_before), inner_state, params, **extra_args
+    )
+    out_leaves = jax.tree.leaves(trial)
+    _core.check_leaves(out_leaves, "skip wrapper")
+    bad_out = _core.any_nonfinite(out_leaves, computed=True)
+    skipped = jnp.logical_or(skip_before, bad_out)
   # The mask reads every leaf's norm: computed once (see `materialize`).
-  (skipped,) = _core.materialize(
-    jnp.logical_or(skip_before, ~jnp.isfinite(out_norm))
+  (skipped,) = _core.materialize(skipped)
+  old = jax.tree.leaves(inner_state)
+
+  def select(j, new):
+    if new is old[j]:
+      return new
+    return jnp.where(skipped, old[j], new)
+
+  state_def = jax.tree.structure(inner_state)
+  u, s, u_def = _run_selecting(
+    lambda g, st, p, e: inner.update(g, st, p, **e),
+    (zeroed(skipped), inner_state, params, extra_args),
+    select,
+    state_def,
   )
-  new_updates = jax.tree.map(
-    lambda u: jnp.where(skipped, jnp.zeros((), u.dtype), u), new_updates
+  _core.check_leaves(u, "skip wrapper")
+  u = [jnp.where(skipped, jnp.zeros((), x.dtype), x) for x in u]
+  return (
+    jax.tree.unflatten(u_def, u),
+    jax.tree.unflatten(state_def, s),
+    skipped,
+    bad_out,
   )
-  new_state = jax.tree.map(
-    lambda new, old: jnp.where(skipped, old, new), new_state, inner_state
-  )
-  return new_updates, new_state, skipped, out_norm
 
 
 def skip_nonfinite(
   inner: optax.GradientTransformation,
   *,
+  check_updates: bool = True,
   name: str = "skip_nonfinite",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Skips a whole step, inner state included, when anything is NaN/Inf.
@@ -172,15 +305,27 @@ def skip_nonfinite(
   elements so large that their squares overflow float32 (about 1.8e19)
   also count as non-finite.
 
-  Cost: keeping the old inner state until the step is known to be good
-  means holding it and the new one at once. On the CPU backend, with the
-  state donated to the jitted step, XLA copies the inner state into fresh
-  buffers every step: 4.6-6x Adam's step at 20M parameters (see
-  ``benchmarks/README.md``, finding 3). An unwrapped chain pays none of
-  this, so wrap only runs that need the guarantee.
+  How: the decision is made before the inner step writes anything. On a
+  skipped step ``inner`` sees zero gradients, and each leaf of its new
+  state is chosen between new and old right where the inner step computes
+  it, so the accepted step's updates read the chosen state and XLA writes
+  every state leaf once, in place (the inner step is traced and evaluated
+  equation by equation for this; :func:`_run_selecting`). With
+  ``check_updates`` the inner updates are computed once more before the
+  choice, only to be checked.
+
+  Cost (CPU backend, 20M parameters in 10 leaves, state donated, ratios to
+  Adam alone measured side by side; ``benchmarks/README.md``, finding 3):
+  1.6x Adam's step with ``check_updates=True``, 1.2x without; selecting the
+  outputs after the inner step had cost 4.6-6x, because XLA then copied the
+  whole state into fresh buffers every step.
 
   Args:
-    inner: the transformation to guard.
+    inner: the transformation to guard. Its state must keep its structure
+      from step to step (every optax transformation's does).
+    check_updates: also skip a step whose gradients are finite but whose
+      inner updates are not (for example Adam in float16 whose ``eps``
+      rounds to 0), static. With False only the gradients are checked.
     name: key of its statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -204,8 +349,8 @@ def skip_nonfinite(
   Case                  Result
   ===================== ==================================================
   NaN / Inf gradients   zero updates, inner state unchanged, counted
-  finite gradients but  the same: the inner step is discarded
-  non-finite update
+  finite gradients but  the same: the inner step is discarded (with
+  non-finite update     ``check_updates=False``: passed on, not counted)
   zero gradients        passed to ``inner`` as usual
   empty pytree          passed through
   ===================== ==================================================
@@ -216,6 +361,7 @@ def skip_nonfinite(
       "optaxclip.skip_nonfinite: `inner` must be an optax "
       f"GradientTransformation, got {type(inner).__name__}."
     )
+  check_flag(check_updates, "check_updates", "skip_nonfinite")
 
   @_core.unshared
   def init_fn(params):
@@ -226,15 +372,21 @@ def skip_nonfinite(
     _core.check_leaves(leaves, "skip_nonfinite")
     in_norm = _core.root(_core.global_power(leaves, 2), 2)
     bad_in = ~jnp.isfinite(in_norm)
-    new_updates, inner_state, skipped, out_norm = guarded_update(
-      inner, bad_in, updates, state.inner_state, params, extra_args
+    new_updates, inner_state, skipped, _ = guarded_update(
+      inner,
+      bad_in,
+      updates,
+      state.inner_state,
+      params,
+      extra_args,
+      check_updates=check_updates,
     )
     new = next_skip_stats(
       _core.unnamed(state.stats),
       skipped=skipped,
       nonfinite=skipped,
       norm_before=in_norm,
-      norm_after=out_norm,
+      norm_after=in_norm,
     )
     return new_updates, SkipState(inner_state, _core.named(name, new))
 

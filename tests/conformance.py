@@ -56,6 +56,13 @@ class Case:
   skip: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+# The wrappers' inner Adam: an eps that float16 can hold. With the default
+# 1e-8 (0 in float16) Adam's float16 update is 0/0 = NaN wherever the second
+# moment underflows, so a checking wrapper would skip every step and the
+# dtype checks would see only zeros.
+ADAM_EPS = 1e-3
+
+
 REGISTRY: list[Case] = [
   Case("clip_by_value", optaxclip.clip_by_value, {"max_delta": 0.5}),
   Case(
@@ -112,8 +119,9 @@ REGISTRY: list[Case] = [
     "skip_nonfinite",
     optaxclip.skip_nonfinite,
     {},
+    static_args=("check_updates",),
     wrapper=True,
-    inner=lambda: optax.adam(1e-2),
+    inner=lambda: optax.adam(1e-2, eps=ADAM_EPS),
   ),
   Case(
     "clip_spikes",
@@ -132,9 +140,15 @@ REGISTRY: list[Case] = [
     "skip_on_spike",
     optaxclip.skip_on_spike,
     {"window": 8, "min_history": 3, "sigma_factor": 6.0},
-    static_args=("window", "min_history", "watch", "max_consecutive_skips"),
+    static_args=(
+      "window",
+      "min_history",
+      "watch",
+      "max_consecutive_skips",
+      "check_updates",
+    ),
     wrapper=True,
-    inner=lambda: optax.adam(1e-2),
+    inner=lambda: optax.adam(1e-2, eps=ADAM_EPS),
     extra_args={"loss": 1.0},
   ),
   Case("autoclip", optaxclip.autoclip, {"percentile": 10.0}),

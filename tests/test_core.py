@@ -728,3 +728,22 @@ def test_tie_passes_leaves_through_exactly():
   for x, y in zip(leaves, out):
     assert x.dtype == y.dtype
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16, jnp.complex64])
+def test_any_nonfinite_of_computed_leaves(dtype):
+  def flag(*leaves):
+    # Computed in the same program, as a wrapper's inner updates are.
+    return jax.jit(
+      lambda xs: _core.any_nonfinite([2 * x for x in xs], computed=True)
+    )(list(leaves))
+
+  big = jnp.full((70, 64), 1e30 if dtype == jnp.complex64 else 1e37, dtype)
+  ok = jnp.ones((5000,), dtype)
+  assert not bool(flag(ok, big[:1, :1]))  # huge but finite: no overflow
+  for bad in (jnp.nan, jnp.inf, -jnp.inf):
+    x = ok.at[4321].set(bad)
+    assert bool(flag(x, big)) and bool(flag(big, x)), bad
+  if dtype == jnp.complex64:
+    assert bool(flag(ok.at[7].set(1j * jnp.inf)))
+  assert not bool(_core.any_nonfinite([], computed=True))
