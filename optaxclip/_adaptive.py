@@ -572,11 +572,7 @@ def zclip(
   _core.check_static(clip_option, "clip_option", fn)
   _core.check_choice(clip_option, "clip_option", fn, _ZCLIP_OPTIONS)
   _core.check_threshold(clip_factor, "clip_factor", fn, allow_schedule=False)
-  if not isinstance(skip_update_on_spike, (bool, np.bool_)):
-    raise TypeError(
-      f"optaxclip.{fn}: `skip_update_on_spike` must be a bool, got "
-      f"{skip_update_on_spike!r}."
-    )
+  _core.check_flag(skip_update_on_spike, "skip_update_on_spike", fn)
   _core.check_nonfinite(nonfinite, fn)
 
   @_core.unshared

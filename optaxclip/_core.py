@@ -329,6 +329,15 @@ def check_static(value: Any, arg: str, fn: str) -> Any:
   return value
 
 
+def check_flag(value: Any, arg: str, fn: str) -> None:
+  """Raises unless ``value`` is a bool (a static switch)."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise TypeError(
+      f"optaxclip.{fn}: `{arg}` must be True or False (a static bool), "
+      f"got {value!r}."
+    )
+
+
 def check_ord(ord: Any, fn: str) -> Ord:
   """Normalises a norm order: 1, 2 or ``"inf"`` (``inf`` is accepted)."""
   check_static(ord, "ord", fn)
@@ -806,10 +815,10 @@ def scale_leaf(x: jax.Array, factor, keep=None) -> jax.Array:
   # lax.select stands for jnp.where (no nested jit); the values are the same.
   compute, real = _scale_dtypes(jnp.result_type(x))
   out = _cast(_cast(x, compute) * _cast(jnp.asarray(factor), real), x.dtype)
-  return out if keep is None else _zero_where(jnp.logical_not(keep), out)
+  return out if keep is None else zero_where(jnp.logical_not(keep), out)
 
 
-def _zero_where(pred: jax.Array, x: jax.Array) -> jax.Array:
+def zero_where(pred: jax.Array, x: jax.Array) -> jax.Array:
   """``x`` with zeros where the scalar (or broadcastable) ``pred`` holds.
 
   ``lax.select`` rather than ``jnp.where`` (no nested jit per leaf); the
@@ -1022,7 +1031,7 @@ def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
   _, together, _ = _leaf_plan([leaves[i] for i in present])
   free = {present[k] for g in together for k in g}
   return [
-    x if x is None or i in free else _zero_where(p < 0, x)
+    x if x is None or i in free else zero_where(p < 0, x)
     for i, (x, p) in enumerate(zip(leaves, powers))
   ]
 

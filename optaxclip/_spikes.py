@@ -751,7 +751,7 @@ def skip_on_spike(
       f"`window`={window}; the window could never hold that many values."
     )
   _core.check_threshold(sigma_factor, "sigma_factor", fn)
-  _wrappers.check_flag(check_updates, "check_updates", fn)
+  _core.check_flag(check_updates, "check_updates", fn)
   watch = _check_watch(watch, fn)
   if max_consecutive_skips is not None:
     max_consecutive_skips = _check_static_int(

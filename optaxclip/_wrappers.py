@@ -91,15 +91,6 @@ def next_skip_stats(
   )
 
 
-def check_flag(value: Any, arg: str, fn: str) -> None:
-  """Raises unless ``value`` is a Python bool (a static switch)."""
-  if not isinstance(value, bool):
-    raise TypeError(
-      f"optaxclip.{fn}: `{arg}` must be True or False (a static switch), "
-      f"got {value!r}."
-    )
-
-
 def _is_array(x: Any) -> bool:
   return isinstance(x, (jax.Array, np.ndarray, np.generic))
 
@@ -236,9 +227,7 @@ def guarded_update(
   inner = optax.with_extra_args_support(inner)
 
   def zeroed(skip):
-    return jax.tree.map(
-      lambda g: jnp.where(skip, jnp.zeros((), g.dtype), g), updates
-    )
+    return jax.tree.map(lambda g: _core.zero_where(skip, g), updates)
 
   skipped = skip_before
   bad_out = jnp.array(False)
@@ -267,7 +256,7 @@ def guarded_update(
     state_def,
   )
   _core.check_leaves(u, "skip wrapper")
-  u = [jnp.where(skipped, jnp.zeros((), x.dtype), x) for x in u]
+  u = [_core.zero_where(skipped, x) for x in u]
   return (
     jax.tree.unflatten(u_def, u),
     jax.tree.unflatten(state_def, s),
@@ -361,7 +350,7 @@ def skip_nonfinite(
       "optaxclip.skip_nonfinite: `inner` must be an optax "
       f"GradientTransformation, got {type(inner).__name__}."
     )
-  check_flag(check_updates, "check_updates", "skip_nonfinite")
+  _core.check_flag(check_updates, "check_updates", "skip_nonfinite")
 
   @_core.unshared
   def init_fn(params):
