@@ -79,6 +79,9 @@ _BUCKET_ELEMENTS = 1 << 20
 _BUCKET_LEAVES = 256
 _GROUP_LEAVES = 16
 _GROUP_ELEMENTS = 1 << 18
+# More per-leaf scalars than this are stacked into a vector once, see
+# `stack_scalars`.
+_MANY_SCALARS = 32
 
 
 class ClipStats(NamedTuple):
@@ -511,13 +514,35 @@ def _leaf_power(x: jax.Array, ord: Ord, axis=None, keepdims=False):
   return _reduce(_elementwise_power(x, ord), _op(ord), axis, keepdims)
 
 
+def stack_scalars(values: Sequence[Any], dtype: Any = None) -> jax.Array:
+  """Scalars (one per leaf or group) as one vector, built once.
+
+  XLA fuses the stacking of scalars into every kernel that reads the
+  vector, so a statistic computed from thousands of per-leaf norms becomes
+  a kernel with thousands of operands, which takes seconds to compile
+  (``monitor_norms`` + Adam at 3,000 leaves compiled in 39.6 s, 24.4 s
+  with the vector built once; Adam alone 19.6 s). Beyond `_MANY_SCALARS`
+  values the vector is therefore passed through :func:`materialize` and its
+  readers read the finished vector.
+
+  Args:
+    values: scalars.
+    dtype: the vector's dtype (default: the values' result type).
+
+  Returns:
+    A 1-D array of ``len(values)`` elements.
+  """
+  dt = jnp.result_type(*values) if dtype is None else dtype
+  vector = jnp.stack([jnp.asarray(v, dt) for v in values])
+  return materialize(vector)[0] if len(values) > _MANY_SCALARS else vector
+
+
 def combine(powers: Sequence[jax.Array] | jax.Array, ord: Ord) -> jax.Array:
   """Combines partial powers: a sum (ord 1, 2) or a max (ord inf)."""
   if isinstance(powers, (list, tuple)):
     if not powers:
       return jnp.zeros([], jnp.float32)
-    dt = jnp.result_type(*powers)
-    powers = jnp.stack([jnp.asarray(p, dt) for p in powers])
+    powers = stack_scalars(powers)
   return jnp.max(powers, initial=0) if ord == "inf" else jnp.sum(powers)
 
 
@@ -1165,7 +1190,7 @@ def clip_groups(
   multi = [g for g, m in enumerate(members) if len(m) > 1]
   for g, f in zip(multi, materialize(*[applied[g] for g in multi])):
     applied[g] = f
-  gpow, thr = jnp.stack(gpow), jnp.stack(thr)
+  gpow, thr = stack_scalars(gpow), stack_scalars(thr)
   factor, clipped = clip_factor(root(gpow, ord), thr, policy)
   total = combine(gpow, ord)
   norm_before = root(total, ord)
@@ -1204,7 +1229,7 @@ def min_factor(factors: Sequence[jax.Array]) -> jax.Array:
   if not factors:
     return jnp.ones([], jnp.float32)
   return jnp.min(
-    jnp.stack([jnp.min(f, initial=1).astype(jnp.float32) for f in factors])
+    stack_scalars([jnp.min(f, initial=1) for f in factors], jnp.float32)
   )
 
 
@@ -1213,7 +1238,8 @@ def fraction_true(flags: Sequence[jax.Array]) -> jax.Array:
   n = sum(int(np.prod(jnp.shape(f))) for f in flags)
   if n == 0:
     return jnp.zeros([], jnp.float32)
-  return sum(jnp.sum(f, dtype=jnp.float32) for f in flags) / n
+  hits = stack_scalars([jnp.sum(f, dtype=jnp.float32) for f in flags])
+  return jnp.sum(hits) / n
 
 
 def any_nonfinite(

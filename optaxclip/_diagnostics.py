@@ -363,8 +363,7 @@ def monitor_norms(
       updates = jax.tree.unflatten(
         jax.tree.structure(updates), _core.tie(leaves, per_leaf)
       )
-      dt = jnp.result_type(*per_leaf)
-      powers = jnp.stack([jnp.asarray(q, dt) for q in per_leaf])
+      powers = _core.stack_scalars(per_leaf)
     else:
       powers = jnp.zeros([0], jnp.float32)
     if len(names) == len(leaves):  # one leaf per group, in order

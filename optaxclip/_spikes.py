@@ -448,7 +448,7 @@ def stable_spam_clip(
     th, g1, g2 = (jnp.asarray(x, f32) for x in (theta, gamma1, gamma2))
 
     # AdaClip: bias-corrected EMA of each leaf's largest magnitude.
-    peak = jnp.stack([p.astype(f32) for p in _core.leaf_powers(leaves, "inf")])
+    peak = _core.stack_scalars(_core.leaf_powers(leaves, "inf"), f32)
     max_ema = th * state.max_ema + (1 - th) * peak
     max_hat = max_ema / (1 - th**t)
     over_leaf = peak > max_hat
@@ -463,7 +463,7 @@ def stable_spam_clip(
       clipped.append(jnp.where(over, g_ * r.astype(g_.dtype), g_))
 
     # AdaGN: rescale each leaf to the bias-corrected ratio c.
-    power = jnp.stack([p.astype(f32) for p in _core.leaf_powers(clipped, 2)])
+    power = _core.stack_scalars(_core.leaf_powers(clipped, 2), f32)
     cnorm = _core.root(power, 2)
     norm_ema = g1 * state.norm_ema + (1 - g1) * cnorm
     sq_norm_ema = g2 * state.sq_norm_ema + (1 - g2) * power
