@@ -119,8 +119,8 @@ class Floor:
   reduce: str = "leaf"
 
 
-# What each element-wise strategy must touch beyond Adam, whatever its
-# implementation (see the README for the reasoning). Strategies missing
+# What each strategy with a known floor must touch beyond Adam, whatever
+# its implementation (see the README for the reasoning). Strategies missing
 # here that keep full-size state get `Floor(states=k)` automatically.
 FLOORS: dict[str, Floor] = {
   # A clipper that scales by the global norm must read every gradient once
