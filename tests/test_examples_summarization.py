@@ -1,0 +1,245 @@
+# Copyright 2026 The optaxclip authors.
+# SPDX-License-Identifier: Apache-2.0
+"""The summarization example on real Debian index stanzas.
+
+``debian_Translation-en`` holds 25 stanzas copied from bookworm's
+``main/i18n/Translation-en`` (2026-12): the openssl, curl, git, zlib, 0ad
+and sqlite3 families, ``libboost1.74-doc`` and ``libboost1.81-doc`` (one
+description, two source packages), ``freeglut3-dev`` (no long description)
+and ``atitvout`` (not built for amd64). ``debian_Packages`` holds the
+``binary-amd64/Packages`` stanzas of the same packages (``atitvout`` has
+none; ``2048-qt`` names its source with a version).
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import subprocess
+
+import jax
+import numpy as np
+import pytest
+
+pytest.importorskip("flax")
+pytest.importorskip("sentencepiece")
+pytest.importorskip("rouge_score")
+
+from flax import nnx
+
+from examples.common import trainer
+from examples.common.testing import argv
+from examples.common.testing import fixture
+from examples.common.testing import loss_fell
+from examples.common.testing import train_rows
+from examples.summarization import input_pipeline as ip
+from examples.summarization import train as summ
+
+TR = fixture("debian_Translation-en")
+PK = fixture("debian_Packages")
+
+
+def _corpus():
+  return ip.load_corpus(TR, PK)
+
+
+def test_parse_dedup_and_long_descriptions():
+  docs, counts = ip.parse_translations(TR.read_text())
+  assert counts == {
+    "stanzas": 25,
+    "distinct_md5": 24,
+    "no_long_description": 1,
+  }
+  by_pkg = {d.package: d for d in docs}
+  assert "freeglut3-dev" not in by_pkg  # synopsis only
+  assert "libboost1.74-doc" in by_pkg and "libboost1.81-doc" not in by_pkg
+  ssl = by_pkg["libssl-dev"]
+  assert ssl.summary == "Secure Sockets Layer toolkit - development files"
+  assert ssl.md5 == "27044468897c45b271f879c7c6e135fe"
+  assert ssl.document.startswith("This package is part of the OpenSSL")
+  assert ssl.document.endswith("manpages for libssl and libcrypto.")
+  # `` .`` paragraph breaks and line breaks become single spaces
+  data = by_pkg["0ad-data"].document
+  assert " . " not in data and "\n" not in data and "  " not in data
+  assert "game engine. This package contains the main data files" in data
+  assert ip.long_description([" a  b", " .", "  c"]) == "a b c"
+
+
+def test_sources_come_from_packages_and_siblings_stay_together():
+  sources = ip.parse_sources(PK.read_text())
+  assert sources["libssl-dev"] == sources["openssl"] == "openssl"
+  assert sources["2048-qt"] == "2048-qt"  # `Source: 2048-qt (0.1.6-2)`
+  assert sources["git-man"] == "git" and sources["gzip"] == "gzip"
+  assert "atitvout" not in sources
+  corpus = _corpus()
+  assert corpus.counts["dropped"] == 1 and corpus.by_source
+  assert len(corpus.docs) == 22
+  assert {d.source for d in corpus.docs if d.package.startswith("0ad")} == {
+    "0ad",
+    "0ad-data",
+  }
+  for seed in range(25):
+    parts = ip.split_by_source(corpus.docs, 4, 3, seed)
+    assert sum(map(len, parts)) == len(corpus.docs)
+    owner = {}
+    for i, part in enumerate(parts):
+      for d in part:
+        assert owner.setdefault(d.source, i) == i, (seed, d.source)
+    train, val, test = parts
+    assert len(test) >= 4 and len(val) >= 3 and train
+  a = ip.split_by_source(corpus.docs, 4, 3, seed=1)
+  assert a == ip.split_by_source(corpus.docs, 4, 3, seed=1)
+  # Without a Packages index every binary package is its own group.
+  alone = ip.load_corpus(TR)
+  assert not alone.by_source and len(alone.docs) == 23
+  assert all(d.source == d.package for d in alone.docs)
+
+
+def test_compressed_lists_and_the_private_apt_fetch(tmp_path, monkeypatch):
+  if not shutil.which("apt-get") or not ip.Path(ip.APT_HELPER).exists():
+    pytest.skip("needs apt-get and apt-helper")
+  gz = tmp_path / "Translation-en.gz"
+  gz.write_bytes(gzip.compress(TR.read_bytes()))
+  assert ip.read_index(gz) == TR.read_text()
+
+  calls = []
+
+  def fake_run(cmd, env=None, **kw):
+    """apt-get update: writes the two lists where the config says."""
+    calls.append((cmd, env))
+    conf = ip.Path(env["APT_CONFIG"]).read_text()
+    lists = ip.Path(conf.split('Dir::State::Lists "')[1].split('"')[0])
+    d = "deb.debian.org_debian_dists_bookworm_main_"
+    (lists / (d + "i18n_Translation-en.gz")).write_bytes(gz.read_bytes())
+    pk = lists / (d + "binary-amd64_Packages.gz")
+    pk.write_bytes(gzip.compress(PK.read_bytes()))
+    return subprocess.CompletedProcess(cmd, 0, "", "")
+
+  monkeypatch.setattr(ip.subprocess, "run", fake_run)
+  tr_path, pk_path = ip.fetch_lists(tmp_path)
+  cmd, env = calls[0]
+  assert cmd == ["apt-get", "update", "-o", "Acquire::Languages=en"]
+  conf = ip.Path(env["APT_CONFIG"]).read_text()
+  root = tmp_path / "debian-descriptions" / "bookworm"
+  for key in (
+    "Dir::State::Lists",
+    "Dir::Cache",
+    "Dir::Etc::SourceList",
+    "Dir::Etc::Parts",
+  ):
+    line = next(x for x in conf.splitlines() if x.startswith(key + " "))
+    assert str(root) in line, line  # private: nothing under /etc or /var
+  sources = (root / "etc" / "sources.list").read_text()
+  assert sources.startswith("deb [arch=amd64") and "bookworm main" in sources
+  assert (root / "fetched.json").is_file()
+  # Cached: a second call fetches nothing.
+  assert ip.fetch_lists(tmp_path) == (tr_path, pk_path) and len(calls) == 1
+  monkeypatch.undo()
+  corpus = ip.load_corpus(data_dir=str(tmp_path))
+  assert len(corpus.docs) == 22 and corpus.by_source
+
+
+def test_rouge_against_hand_computed_values():
+  # 1: unigrams the/cat/on/mat match (4 of 6 each side): F1 2/3; bigrams:
+  #    only `the cat` (1 of 5): 1/5; LCS `the cat on mat`: 2/3.
+  # 2: the Porter stemmer maps `programs` to `program`: all 1.
+  scores = summ.rouge(
+    ["the cat lay on a mat", "Backup programs"],
+    ["the cat sat on the mat", "backup program"],
+  )
+  assert scores["rouge1"] == pytest.approx(100 * (2 / 3 + 1) / 2)
+  assert scores["rouge2"] == pytest.approx(100 * (1 / 5 + 1) / 2)
+  assert scores["rougeL"] == pytest.approx(100 * (2 / 3 + 1) / 2)
+  assert ip.lead("a  b c d", 2) == "a b"
+
+
+TINY = {
+  "hidden": 32,
+  "embed": 16,
+  "batch_size": 8,
+  "eval_batch_size": 8,
+  "src_len": 24,
+  "tgt_len": 8,
+  "vocab_size": 160,
+  "test_size": 3,
+  "val_size": 3,
+  "lr": 2e-2,
+  "samples": 2,
+  "no_progress": True,
+  "no_plots": True,
+}
+
+
+def _args(tmp_path, workdir, **flags):
+  return summ.make_parser().parse_args(
+    argv(**{**TINY, "data_dir": tmp_path, "workdir": workdir, **flags})
+  )
+
+
+def _params(model):
+  return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def test_trains_and_resumes_exactly(tmp_path):
+  corpus = _corpus()
+  flags = {"steps": 10, "eval_every": 10, "ckpt_every": 5}
+  straight = _args(tmp_path, tmp_path / "a", **flags)
+  full = trainer.train(summ.build_task(straight, corpus), straight)
+  assert loss_fell(full.losses)
+  first = _args(tmp_path, tmp_path / "b", **{**flags, "steps": 5})
+  trainer.train(summ.build_task(first, corpus), first)
+  again = _args(tmp_path, tmp_path / "b", **flags, resume=True)
+  resumed = trainer.train(summ.build_task(again, corpus), again)
+  rows = train_rows(tmp_path / "b")
+  assert [r["step"] for r in rows] == list(range(1, 11))
+  np.testing.assert_array_equal(resumed.losses, full.losses)
+  for a, b in zip(_params(full.model), _params(resumed.model)):
+    np.testing.assert_array_equal(a, b)
+  ev = resumed.eval
+  for k in ("test_rouge1", "test_rouge2", "test_rougeL", "lead_rougeL"):
+    assert 0.0 <= ev[k] <= 100.0
+  assert "| model (greedy) |" in "\n".join(resumed.report)
+  assert any(line.strip().startswith("reference:") for line in resumed.report)
+  assert (tmp_path / "b" / "spm.model").stat().st_size > 0
+
+
+SMALL = {"test_size": 3, "val_size": 3}
+
+
+@pytest.mark.parametrize(
+  "flags, message",
+  [
+    ({"data_file": "/nonexistent/Translation-en"}, "no such file"),
+    ({"data_file": "EMPTY"}, "the file is empty"),
+    ({"data_file": "GARBAGE"}, "holds no Translation-en stanza"),
+    ({"clip": "clip_by_nothing:1"}, "clip_by_nothing"),
+    ({"packages_file": str(PK)}, "--packages-file needs --data-file"),
+    ({"data_file": str(TR), "src_len": 0}, "--src-len must be at least 1"),
+    ({"data_file": str(TR), "vocab_size": 10**6, **SMALL}, "--vocab-size"),
+    ({"data_file": str(TR)}, "too few for --test-size 1000"),
+  ],
+)
+def test_bad_inputs_are_one_line_usage_errors(tmp_path, capsys, flags, message):
+  empty = tmp_path / "empty"
+  empty.write_text("")
+  garbage = tmp_path / "garbage"
+  garbage.write_text("not a control file\n")
+  paths = {"EMPTY": str(empty), "GARBAGE": str(garbage)}
+  flags = {k: paths.get(v, v) for k, v in flags.items()}
+  with pytest.raises(SystemExit) as e:
+    summ.main(
+      argv(workdir=tmp_path / "w", data_dir=tmp_path, no_progress=True, **flags)
+    )
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith("python -m examples.summarization: error:")
+  assert message in err[-1] and "Traceback" not in "".join(err)
+
+
+def test_help_documents_the_options(capsys):
+  with pytest.raises(SystemExit) as e:
+    summ.main(["--help"])
+  assert e.value.code == 0
+  out = capsys.readouterr().out
+  for flag in ("--data-file", "--packages-file", "--clip", "--lead-words"):
+    assert flag in out
