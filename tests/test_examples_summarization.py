@@ -32,6 +32,7 @@ from examples.common.testing import argv
 from examples.common.testing import fixture
 from examples.common.testing import loss_fell
 from examples.common.testing import train_rows
+from examples.summarization import compare
 from examples.summarization import input_pipeline as ip
 from examples.summarization import train as summ
 
@@ -243,3 +244,43 @@ def test_help_documents_the_options(capsys):
   out = capsys.readouterr().out
   for flag in ("--data-file", "--packages-file", "--clip", "--lead-words"):
     assert flag in out
+
+
+def _fake(eval_, clip_name, rate, max_g):
+  return trainer.RunResult(
+    task="summarization",
+    workdir=None,
+    steps=1,
+    eval=eval_,
+    history=None,
+    losses=np.array([1.0]),
+    grad_norms=np.array([max_g]),
+    clip_name=clip_name,
+    clip_rate=rate,
+    spikes=0,
+    wall_time=12.0,
+    train_time=10.0,
+    files=[],
+    report=[],
+  )
+
+
+def test_comparison_table_and_its_usage_errors(capsys):
+  ev = {"val_loss": 3.25, "test_rouge1": 30.0, "test_rouge2": 12.5}
+  ev |= {"test_rougeL": 28.0, "lead_rouge1": 27.25, "lead_rouge2": 11.86}
+  ev["lead_rougeL"] = 25.0
+  rows = [
+    ("none", 3e-3, _fake(ev, None, float("nan"), 2.5)),
+    ("zclip", 3e-2, _fake(ev, "zclip", 0.25, 40.0)),
+  ]
+  lines = compare.table(rows).splitlines()
+  assert lines[2] == (
+    "| `none` | 0.003 | 30.00 | 12.50 | 28.00 | 3.250 | 2.5 | - | 0 | 12s |"
+  )
+  assert lines[3].startswith("| `zclip` | 0.03 |") and "| 25% |" in lines[3]
+  assert lines[4].startswith("| lead baseline | - | 27.25 | 11.86 | 25.00 |")
+  for bad in (["--lrs", "fast"], ["--clips", "clip_by_nothing"]):
+    with pytest.raises(SystemExit) as e:
+      compare.main(bad)
+    assert e.value.code == 2
+    assert "error:" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None):
     except strategies.SpecError as e:
       p.error(str(e))
   first = _run_args(args, clips[0], lrs[0], Path(args.workdir))
-  summ.check_args(summ.make_parser(), first)
+  summ.check_args(p, first)
   try:
     corpus = ip.load_corpus(args.data_file, args.packages_file, args.data_dir)
   except data.DataUnavailable as e:
