@@ -68,7 +68,9 @@ def make_parser() -> argparse.ArgumentParser:
   g.add_argument(
     "--vocab-size", type=int, default=4000, help="SentencePiece BPE pieces"
   )
-  g.add_argument("--embed", type=int, default=64)
+  g.add_argument(
+    "--embed", type=int, default=64, help="embedding size of the pieces"
+  )
   g.add_argument("--src-len", type=int, default=64, help="document pieces read")
   g.add_argument(
     "--tgt-len",
@@ -95,7 +97,12 @@ def make_parser() -> argparse.ArgumentParser:
     help="length of the lead baseline in words (0: the median synopsis "
     "length of the training set)",
   )
-  g.add_argument("--eval-batch-size", type=int, default=256)
+  g.add_argument(
+    "--eval-batch-size",
+    type=int,
+    default=256,
+    help="documents per batch when decoding and scoring",
+  )
   g.add_argument(
     "--samples", type=int, default=4, help="test samples printed at the end"
   )
