@@ -18,6 +18,7 @@ import shutil
 import subprocess
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -34,6 +35,7 @@ from examples.common.testing import loss_fell
 from examples.common.testing import train_rows
 from examples.summarization import compare
 from examples.summarization import input_pipeline as ip
+from examples.summarization import models
 from examples.summarization import train as summ
 
 TR = fixture("debian_Translation-en")
@@ -199,7 +201,7 @@ def test_trains_and_resumes_exactly(tmp_path):
   ev = resumed.eval
   for k in ("test_rouge1", "test_rouge2", "test_rougeL", "lead_rougeL"):
     assert 0.0 <= ev[k] <= 100.0
-  assert "| model (greedy) |" in "\n".join(resumed.report)
+  assert "| pointer model (greedy) |" in "\n".join(resumed.report)
   assert any(line.strip().startswith("reference:") for line in resumed.report)
   assert (tmp_path / "b" / "spm.model").stat().st_size > 0
 
@@ -284,3 +286,21 @@ def test_comparison_table_and_its_usage_errors(capsys):
       compare.main(bad)
     assert e.value.code == 2
     assert "error:" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_pointer_outputs_a_distribution_and_steps_like_teacher_forcing():
+  model = models.PointerSeq2Seq(11, 4, 6, cell="lstm", rngs=nnx.Rngs(0))
+  src = jnp.array([[5, 6, 7, 0], [8, 8, 0, 0]])
+  src_len = jnp.array([3, 2])
+  tgt_in = jnp.array([[1, 5, 9], [1, 8, 4]])
+  logp = model(src, src_len, tgt_in)
+  np.testing.assert_allclose(jnp.exp(logp).sum(-1), 1.0, rtol=1e-5)
+  memory, mask, carry = model.encode(src, src_len)
+  for t in range(3):
+    step, carry = model.decode_step(memory, mask, carry, tgt_in[:, t])
+    np.testing.assert_allclose(step, logp[:, t], rtol=1e-4, atol=1e-5)
+  # With the generator gate shut, all mass is on the source's own ids.
+  model.gate.bias[...] = jnp.full((1,), -50.0)
+  p = jnp.exp(model(src, src_len, tgt_in))
+  np.testing.assert_allclose(p[0, :, 5:8].sum(-1), 1.0, atol=1e-4)
+  np.testing.assert_allclose(p[1, :, 8], 1.0, atol=1e-4)

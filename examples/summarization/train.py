@@ -28,11 +28,13 @@ from examples.common import cli
 from examples.common import data
 from examples.common import trainer
 from examples.summarization import input_pipeline as ip
+from examples.summarization.models import PointerSeq2Seq
 from examples.summarization.models import Seq2Seq
 from examples.summarization.models import greedy
 from examples.translation.train import loss_fn
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+MODELS = ("pointer", "attention")
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -51,6 +53,13 @@ def make_parser() -> argparse.ArgumentParser:
     cell="gru",
   )
   g = p.add_argument_group("summarization")
+  g.add_argument(
+    "--model",
+    choices=MODELS,
+    default="pointer",
+    help="attention: the translation example's encoder-decoder; pointer: "
+    "the same with a copy mechanism (See et al., 2017)",
+  )
   g.add_argument(
     "--data-file",
     default=None,
@@ -202,11 +211,13 @@ def summarize(model, enc: ip.Encoded, sp, batch_size: int, length: int):
   return out
 
 
-def table(model_scores: dict, lead_scores: dict, lead_words: int) -> list[str]:
+def table(
+  model_scores: dict, lead_scores: dict, lead_words: int, model_name: str
+) -> list[str]:
   """The result table: ROUGE F1 of the model and of the lead baseline."""
   lines = ["| system | ROUGE-1 | ROUGE-2 | ROUGE-L |", "|---|---|---|---|"]
   for name, s in (
-    ("model (greedy)", model_scores),
+    (f"{model_name} model (greedy)", model_scores),
     (f"lead-{lead_words} baseline", lead_scores),
   ):
     lines.append(
@@ -257,16 +268,12 @@ def build_task(args, corpus: ip.Corpus | None = None) -> trainer.Task:
   )
   leads = [ip.lead(d.document, lead_words) for d in test_d]
   lead_scores = rouge(leads, refs)
-  model = Seq2Seq(
-    sp.get_piece_size(),
-    sp.get_piece_size(),
-    args.embed,
-    args.hidden,
-    args.layers,
-    args.cell,
-    args.norm,
-    rngs=nnx.Rngs(args.seed),
-  )
+  v = sp.get_piece_size()
+  dims = (args.embed, args.hidden, args.layers, args.cell, args.norm)
+  if args.model == "pointer":
+    model = PointerSeq2Seq(v, *dims, rngs=nnx.Rngs(args.seed))
+  else:
+    model = Seq2Seq(v, v, *dims, rngs=nnx.Rngs(args.seed))
 
   def train_batch(step):
     r = np.random.default_rng([args.seed, step])
@@ -294,6 +301,7 @@ def build_task(args, corpus: ip.Corpus | None = None) -> trainer.Task:
         {k: ev[f"test_{k}"] for k in ROUGE_TYPES},
         lead_scores,
         lead_words,
+        args.model,
       ),
       "",
     ]
