@@ -331,3 +331,36 @@ def test_help_documents_every_option(capsys):
   (group,) = [g for g in p._action_groups if g.title == "speech"]
   for action in group._group_actions:
     assert action.help, f"{action.option_strings} has no help"
+
+
+def test_compare_trains_every_pair_and_prints_the_table(tmp_path, capsys):
+  from examples.speech import compare
+
+  flags = argv(
+    data_file=LIST,
+    steps=3,
+    hidden=8,
+    layers=1,
+    batch_size=8,
+    buckets=1,
+    samples=0,
+    lrs="1e-2",
+    no_progress=True,
+    workdir=tmp_path,
+  )
+  clips = ["--compare-clip", "none", "--compare-clip", "autoclip"]
+  rows = compare.main(flags + clips)
+  assert [(r["lr"], r["clip"]) for r in rows] == [
+    (0.01, "none"),
+    (0.01, "autoclip"),
+  ]
+  assert rows[0]["clip_rate"] is None and 0 <= rows[1]["clip_rate"] <= 1
+  out = capsys.readouterr().out
+  assert "| 0.01 | `none` |" in out and "| 0.01 | `autoclip` |" in out
+  saved = json.loads((tmp_path / "compare.json").read_text())
+  assert len(saved["runs"]) == 2 and saved["settings"]["steps"] == 3
+  assert (tmp_path / "grad_norm_lr0.01.png").stat().st_size > 0
+  for bad in (["--lrs", "fast"], ["--lrs", "0"], ["--compare-clip", "nope"]):
+    with pytest.raises(SystemExit) as e:
+      compare.main(bad)
+    assert e.value.code == 2

@@ -326,17 +326,23 @@ def build_task(args, corpus: Corpus | None = None) -> trainer.Task:
   )
 
 
+def load_or_exit(p: argparse.ArgumentParser, args) -> Corpus:
+  """:func:`load_corpus`; a bad ``--data-file`` is a usage error (exit 2)."""
+  try:
+    return load_corpus(args)
+  except data.DataUnavailable as e:
+    raise SystemExit(str(e)) from None
+  except (ValueError, OSError, EOFError, wave.Error) as e:
+    if not args.data_file:
+      raise
+    p.error(f"--data-file {args.data_file}: {str(e).splitlines()[0]}")
+
+
 def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
   p = make_parser()
   args = cli.parse(p, argv, "speech")
   check_args(p, args)
-  try:
-    corpus = load_corpus(args)
-  except (ValueError, OSError, EOFError, wave.Error) as e:  # bad --data-file
-    p.error(str(e).splitlines()[0])
-  except data.DataUnavailable as e:
-    raise SystemExit(str(e)) from None
-  task = build_task(args, corpus)
+  task = build_task(args, load_or_exit(p, args))
   result = trainer.train(task, args)
   trainer.summary(result, task.metric)
   return result
