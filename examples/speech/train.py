@@ -99,7 +99,22 @@ def make_parser() -> argparse.ArgumentParser:
   g.add_argument(
     "--samples", type=int, default=6, help="test transcripts to print"
   )
+  for action in p._actions:  # shared flags without a help text of their own
+    if action.help is None and action.dest in _HELP:
+      action.help = _HELP[action.dest]
   return p
+
+
+_HELP = {
+  "seed": "seed of the initialisation, the batches and dropout",
+  "cell": "recurrent cell of every layer",
+  "hidden": "hidden units of each direction of each recurrent layer",
+  "layers": "bidirectional recurrent layers",
+  "eval_every": "steps between evaluations (validation loss and CER, test "
+  "CER and WER)",
+  "ckpt_every": "steps between checkpoints",
+  "no_plots": "do not draw loss.png, grad_norm.png and clip_rate.png",
+}
 
 
 def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
