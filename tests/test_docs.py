@@ -172,3 +172,31 @@ def test_readme_table_names_every_strategy():
       str(getattr(obj, "__annotations__", {}).get("return", ""))
     ):
       assert f"`{name}(" in readme, f"README's strategy table lacks {name}"
+
+
+@pytest.mark.slow
+def test_threshold_worked_example_numbers():
+  """The numbers docs/thresholds.md quotes from docs/threshold_example.py."""
+  spec = importlib.util.spec_from_file_location(
+    "_threshold_example", DOCS / "threshold_example.py"
+  )
+  example = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(example)
+  out = example.run()
+  assert out["warmup_mean"] == pytest.approx(3.03, rel=0.02)
+  assert out["warmup_max"] == pytest.approx(5.20, rel=0.02)
+  s = out["suggestions"]
+  assert out["threshold"] == s["mean_multiple"].value
+  assert s["mean_multiple"].value == pytest.approx(15.2, rel=0.02)
+  assert s["mean_multiple"].clip_fraction == 0.0
+  assert s["percentile"].value == pytest.approx(2.14, rel=0.02)
+  assert s["percentile"].clip_fraction == pytest.approx(0.9)
+  assert s["mean_std"].value == pytest.approx(5.3, rel=0.02)
+  assert s["mean_std"].clip_fraction == 0.0
+  # At 5x the warm-up mean, none of the 500 training steps was clipped.
+  assert out["clip_rate"] == 0.0
+  assert out["train_median"] == pytest.approx(1.17, rel=0.02)
+  assert out["train_max"] == pytest.approx(4.71, rel=0.02)
+  assert out["first_loss"] == pytest.approx(1.86, rel=0.02)
+  assert out["last_loss"] == pytest.approx(0.143, rel=0.05)
+  assert any("clipped 0.0% of 500 recorded steps" in f for f in out["findings"])
