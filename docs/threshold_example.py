@@ -110,6 +110,10 @@ def run(images: pathlib.Path | None = None) -> dict:
     "warmup_mean": float(report.global_norms.mean()),
     "warmup_max": float(report.global_norms.max()),
     "suggestions": report.suggestions,
+    "layer_suggestions": {
+      path: s["mean_multiple"].value
+      for path, s in report.layer_suggestions.items()
+    },
     "threshold": threshold,
     "clip_rate": float(history.series("clip_by_global_norm/clipped").mean()),
     "train_median": float(np.median(norms)),
@@ -128,6 +132,8 @@ def main(argv: list[str]) -> int:
     print("finding:", f)
   for s in out.pop("suggestions").values():
     print("suggestion:", s)
+  for path, v in out.pop("layer_suggestions").items():
+    print(f"5 x mean of {path}: {v:.4g}")
   for k, v in out.items():
     print(f"{k}: {v:.4g}")
   return 0

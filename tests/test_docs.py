@@ -200,3 +200,10 @@ def test_threshold_worked_example_numbers():
   assert out["first_loss"] == pytest.approx(1.86, rel=0.02)
   assert out["last_loss"] == pytest.approx(0.143, rel=0.05)
   assert any("clipped 0.0% of 500 recorded steps" in f for f in out["findings"])
+  assert any("(12.9 times below the threshold)" in f for f in out["findings"])
+  assert out["layer_suggestions"] == pytest.approx(
+    {"layers_0": 5.27, "layers_1": 9.86, "layers_2": 10.2}, rel=0.02
+  )
+  # The report printed on the page.
+  for line in ("median 2.96, mean 3.03, min 1.59, max 5.2", "15.17", "5.315"):
+    assert line in out["report"]
