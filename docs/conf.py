@@ -19,6 +19,7 @@ The build is offline and warning-free by design (`make docs` and
 import inspect
 import os
 import pathlib
+import re
 import shutil
 import sys
 
@@ -49,6 +50,14 @@ myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
 autosummary_generate = True
 autodoc_typehints = "signature"
+# The modules use postponed annotations; show the aliases by name rather than
+# as the unions they stand for (a threshold's type is 9 alternatives long).
+autodoc_type_aliases = {
+  "_core.ThresholdOrSchedule": "ThresholdOrSchedule",
+  "_core.NonFinitePolicy": "NonFinitePolicy",
+  "_core.Ord": "Ord",
+  "jax.typing.ArrayLike": "ArrayLike",
+}
 autodoc_member_order = "bysource"
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
@@ -117,6 +126,18 @@ def _check_api_coverage(app, env) -> None:
     )
 
 
+_FORWARD_REF = re.compile(r"TypeAliasForwardRef\('(\w+)'\)")
+
+
+def _short_aliases(app, what, name, obj, options, signature, return_annotation):
+  # An alias inside a union (``Ord | None``) comes out as its repr.
+  def fix(text):
+    return _FORWARD_REF.sub(r"\1", text) if text else text
+
+  return fix(signature), fix(return_annotation)
+
+
 def setup(app):
+  app.connect("autodoc-process-signature", _short_aliases)
   app.connect("builder-inited", _clean_generated, priority=100)  # first
   app.connect("env-check-consistency", _check_api_coverage)

@@ -207,3 +207,11 @@ def test_threshold_worked_example_numbers():
   # The report printed on the page.
   for line in ("median 2.96, mean 3.03, min 1.59, max 5.2", "15.17", "5.315"):
     assert line in out["report"]
+
+
+def test_migration_rows_name_real_tests():
+  page = (DOCS / "migration.md").read_text()
+  named = set(re.findall(r"`(test_row_\w+)`", page))
+  source = (ROOT / "tests" / "test_migration.py").read_text()
+  defined = set(re.findall(r"^def (test_row_\w+)\(", source, flags=re.M))
+  assert named == defined
