@@ -33,9 +33,10 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
 
+# Offline, warnings as errors, from the pinned `docs` extra (part of `dev`);
+# `make test` builds it too (tests/test_docs.py).
 docs: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[docs]'
-	$(BIN)/python -m sphinx -b html docs docs/_build/html
+	$(BIN)/python -m sphinx -b html -W --keep-going docs docs/_build/html
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -23,7 +23,9 @@ from optaxclip._diagnostics import calibrate
 from optaxclip._diagnostics import diagnose
 from optaxclip._diagnostics import monitor_norms
 from optaxclip._diagnostics import suggest_threshold
+from optaxclip._functional import clip_tree_with_norm
 from optaxclip._layer import clip_by_layer
+from optaxclip._logging import flatten_stats
 from optaxclip._norm_clipping import clip_by_block_rms
 from optaxclip._norm_clipping import clip_by_global_norm
 from optaxclip._norm_clipping import clip_by_tensor_norm
@@ -81,8 +83,10 @@ __all__ = (
   "clip_params",
   "clip_spikes",
   "clip_tree_by_global_norm",
+  "clip_tree_with_norm",
   "clippy",
   "diagnose",
+  "flatten_stats",
   "global_norm",
   "max_norm_constraint",
   "monitor_norms",
