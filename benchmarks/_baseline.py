@@ -93,7 +93,7 @@ def load(ref: str) -> tuple[ModuleType, str]:
 
 
 def public_name(obj: Any) -> str | None:
-  """The name under which ``optaxclip`` exports ``obj`` (None if it does not)."""
+  """The name ``optaxclip`` exports ``obj`` under (None if it does not)."""
   for name in getattr(optaxclip, "__all__", ()):
     if getattr(optaxclip, name, None) is obj:
       return name

@@ -62,7 +62,8 @@ import optaxclip
 from optaxclip import _core
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import _baseline  # noqa: E402
+import _baseline
+import _cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASELINE = "adam"
@@ -330,7 +331,8 @@ def all_variants(base: ModuleType | None = None) -> list[Variant]:
     olds = [v for v in _strategy_variants(base) if v.stage != "baseline"]
     for old in sorted(olds, key=lambda v: -current.get(v.name, len(out))):
       i = current.get(old.name, len(out) - 1)
-      out.insert(i + 1, dataclasses.replace(old, name=_baseline.PREFIX + old.name))
+      name = _baseline.PREFIX + old.name
+      out.insert(i + 1, dataclasses.replace(old, name=name))
   result = []
   floors: dict[Floor, str] = {}  # strategies with one floor share it
   for v in out:
@@ -698,10 +700,7 @@ def _option(text: str) -> tuple[str, bool | int | float | str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  ap = argparse.ArgumentParser(
-    description=__doc__.split("\n\n")[0],
-    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-  )
+  ap = _cli.Parser(description=__doc__.split("\n\n")[0])
   ap.add_argument(
     "--sizes", default="20M", help="total parameter counts, e.g. 20M,192k"
   )
@@ -760,7 +759,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except ValueError:
       counts = []
     if not counts or min(counts) < 1:
-      ap.error(f"--{flag} {getattr(args, flag)!r}: expected counts like 20M,300")
+      ap.error(f"--{flag} {getattr(args, flag)!r}: expected counts, e.g. 20M,3")
   if args.repeats < 1 or args.steps < 1:
     ap.error("--repeats and --steps must be at least 1")
   args.compiler_options = dict(_option(o) for o in args.xla_option)
