@@ -125,13 +125,24 @@ def make_step(graphdef: Any, tx: optax.GradientTransformation, extra: dict):
   return step
 
 
-def variants(base=None, wanted: str = "all") -> list[overhead.Variant]:
-  """overhead.py's variants; of the floors, ``clip_by_global_norm``'s."""
+def variants(
+  base=None, wanted: str = "all", first: tuple[str, ...] = ()
+) -> list[overhead.Variant]:
+  """overhead.py's variants; of the floors, ``clip_by_global_norm``'s.
+
+  Args:
+    base: the package before a change (``_baseline.load``), or None.
+    wanted: ``"all"`` or comma-separated names (see ``overhead.select``).
+    first: names to put first, in this order (the first round times them
+      first, so that a run cut short by ``--budget`` still has them).
+  """
   out = []
   for v in overhead.all_variants(base):
     if v.stage == "floor" and v.name != FLOOR:
       continue
     out.append(v if v.floor == FLOOR else dataclasses.replace(v, floor=None))
+  rank = {n: i for i, n in enumerate(first)}
+  out = sorted(out, key=lambda v: rank.get(v.name, len(rank)))
   return overhead.select(out, wanted)
 
 
@@ -156,20 +167,25 @@ def run(
   reps: int,
   log: Callable[[str], None],
   deadline: float | None = None,
+  min_reps: int = 3,
+  warm_up: bool = True,
 ) -> dict[str, Samples]:
   """Compiles and times every variant, ``rounds`` times, interleaved.
 
-  Past ``deadline`` (``time.monotonic()``) no compile and no repetition
-  starts; what was measured is kept.
+  Past ``deadline`` (``time.monotonic()``) no compile, no round and no
+  repetition beyond the first ``min_reps`` starts (so every compiled
+  variant is timed); what was measured is kept. ``warm_up``: compile and
+  run the first variant once, untimed, before the first round.
   """
   graphdef, params, inputs, targets = build(model)
   samples = {v.name: Samples() for v in chosen}
   # One untimed compile and step first: the process's first compile pays
   # one-time set-up costs that would fall on whichever variant came first.
-  tx = chosen[0].build()
-  warm = jax.jit(make_step(graphdef, tx, {}))
-  jax.block_until_ready(warm(params, tx.init(params), inputs, targets))
-  del warm
+  if warm_up:
+    tx = chosen[0].build()
+    warm = jax.jit(make_step(graphdef, tx, {}))
+    jax.block_until_ready(warm(params, tx.init(params), inputs, targets))
+    del warm
 
   def late() -> bool:
     return deadline is not None and time.monotonic() > deadline
@@ -210,7 +226,7 @@ def run(
         s.error = _error(e)
         log(f"  round {r + 1}/{rounds} {v.name}: {s.error}")
     for i in range(reps):
-      if late():
+      if i >= min_reps and late():
         break
       j = i % max(1, len(live))
       for v, compiled, carry in live[j:] + live[:j]:
@@ -423,7 +439,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     "--quick",
     action="store_true",
     help="smoke test: a tiny model (width 32, 1 block, batch 2 x 16), "
-    "2 rounds of 3 steps",
+    "2 rounds of 3 steps, no warm-up compile (the first variant's compile "
+    "pays the process's one-time costs)",
   )
   ap.add_argument(
     "--out",
@@ -442,8 +459,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
   return args
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-  """Runs the benchmark; returns ``{"meta", "rows", "samples"}``."""
+def main(
+  argv: list[str] | None = None, first: tuple[str, ...] = ()
+) -> dict[str, Any]:
+  """Runs the benchmark; returns ``{"meta", "rows", "samples"}``.
+
+  ``first``: variant names timed first (see :func:`variants`).
+  """
   args = parse_args(argv)
 
   def log(msg: str) -> None:
@@ -456,7 +478,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
   base = commit = None
   if args.baseline:
     base, commit = _baseline.load(args.baseline)
-  chosen = variants(base, args.variants)
+  chosen = variants(base, args.variants, first)
   model = Model(
     args.dim, args.layers, args.heads, args.vocab, args.batch, args.seq
   )
@@ -467,7 +489,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     f"{sum(x.size for x in leaves):,} parameters in {len(leaves)} leaves, "
     f"{len(chosen)} variants"
   )
-  samples = run(model, chosen, args.rounds, args.reps, log, deadline)
+  samples = run(
+    model, chosen, args.rounds, args.reps, log, deadline, warm_up=not args.quick
+  )
   rows = summarize(chosen, samples, args.quantile)
   meta = {
     "command": "python benchmarks/train_step.py "
