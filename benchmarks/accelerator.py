@@ -469,8 +469,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
   try:
     backend = jax.default_backend()
-  except RuntimeError as e:
-    backend = f"none ({str(e).splitlines()[0][:200]})"
+  except Exception as e:  # no such platform: RuntimeError, AssertionError
+    backend = f"none ({type(e).__name__}: {str(e)[:200]})".replace("\n", " ")
   if not args.smoke and backend != "gpu":
     raise SystemExit(
       f"accelerator.py: jax's backend is {backend}, not gpu "
