@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 JOBS   ?= auto
 
-.PHONY: demo test lint format bench docs clean
+.PHONY: demo test lint format bench bench-accelerator docs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+
+# On a lent GPU machine (its python3 has jax with CUDA; nothing installed):
+# conformance, overhead and full-step benchmarks in 5 minutes, into OUT.
+OUT ?= benchmarks/results/accelerator
+bench-accelerator:
+	PYTHONPATH=. python3 benchmarks/accelerator.py --out $(OUT)
 
 # Offline, warnings as errors, from the pinned `docs` extra (part of `dev`);
 # `make test` builds it too (tests/test_docs.py).

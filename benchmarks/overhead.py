@@ -23,7 +23,11 @@ Variants:
 * ``floor:<name>`` for the strategies whose extra memory traffic has a
   known minimum (the global- and per-tensor-norm clippers and the
   element-wise ones), see :data:`FLOORS`; strategies with the same floor
-  share one, named after the first of them.
+  share one, named after the first of them;
+* with ``--baseline REF``, ``base:<name>`` for every strategy variant: the
+  same strategy from the package at git ``REF`` (``benchmarks/_baseline.py``),
+  interleaved with the current code's, so that a refactor is compared with
+  the code before it in the same rounds.
 
 Run ``python benchmarks/overhead.py --help`` for the options; the README next
 to this file gives the commands behind ``benchmarks/results/overhead.md``.
@@ -46,6 +50,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 import jax
@@ -55,6 +60,10 @@ import optax
 
 import optaxclip
 from optaxclip import _core
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import _baseline
+import _cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASELINE = "adam"
@@ -194,6 +203,43 @@ def _floor_transform(spec: Floor) -> optax.GradientTransformationExtraArgs:
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
+READ_ONCE = "floor:read-once"
+
+
+def read_once_transform() -> optax.GradientTransformationExtraArgs:
+  """The least a global-norm clip costs without a conditional.
+
+  One sum of squares over every leaf (plain ``jnp``, no ``_core``), its
+  finite-check factor (always 1 for finite updates, known only at run time)
+  passed through ``jax.lax.optimization_barrier``, every leaf scaled by it:
+  one extra read of the gradients and no conditional, which makes it the
+  GPU floor of ``clip_by_global_norm``. On the CPU backend the barrier is
+  removed before fusion, so XLA copies the sum into every leaf's kernel and
+  compile time grows with leaves squared: use it at few leaves there.
+  """
+
+  def update_fn(updates, state, params=None, **extra_args):
+    del params, extra_args
+    leaves, treedef = jax.tree.flatten(updates)
+    total = sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves)
+    factor = jax.lax.optimization_barrier(
+      jnp.isfinite(total).astype(jnp.float32)
+    )
+    scaled = [x * factor.astype(x.dtype) for x in leaves]
+    return jax.tree.unflatten(treedef, scaled), state
+
+  return optax.GradientTransformationExtraArgs(
+    lambda params: optax.EmptyState(), update_fn
+  )
+
+
+def read_once_variant() -> Variant:
+  """Adam after :func:`read_once_transform`, named :data:`READ_ONCE`."""
+  return Variant(
+    READ_ONCE, lambda: optax.chain(read_once_transform(), _adam()), "floor"
+  )
+
+
 def _adam() -> optax.GradientTransformation:
   return optax.adam(LR)
 
@@ -211,7 +257,12 @@ def _load_registry() -> list[Any]:
   return list(getattr(module, "REGISTRY", []))
 
 
-def _from_case(case: Any) -> Variant:
+def _from_case(case: Any, module: ModuleType = optaxclip) -> Variant | None:
+  """The case's variant, its factory taken from ``module`` (None if absent)."""
+  factory = _baseline.rebind(case.factory, module)
+  if factory is None:
+    return None
+  case = dataclasses.replace(case, factory=factory)
   kwargs = dict(case.kwargs)
   stage = getattr(case, "stage", "grad")
   if getattr(case, "wrapper", False):
@@ -226,11 +277,13 @@ def _from_case(case: Any) -> Variant:
   )
 
 
-def _argless_factories(known: set[Any]) -> list[Variant]:
+def _argless_factories(
+  known: set[Any], module: ModuleType = optaxclip
+) -> list[Variant]:
   """Public factories callable without arguments (e.g. monitor_norms)."""
   out = []
-  for name in sorted(getattr(optaxclip, "__all__", ())):
-    obj = getattr(optaxclip, name, None)
+  for name in sorted(getattr(module, "__all__", ())):
+    obj = getattr(module, name, None)
     if not inspect.isfunction(obj) or obj in known:
       continue
     try:
@@ -271,33 +324,61 @@ def _full_size_states(build: Callable[[], Any]) -> int:
   return max(0, round(extra / len(probe)))
 
 
-def all_variants() -> list[Variant]:
-  """Every variant, in report order; floors follow their strategy."""
+def _strategy_variants(module: ModuleType = optaxclip) -> list[Variant]:
+  """Adam alone, then every strategy of ``module`` chained with Adam."""
   out = [
     Variant(BASELINE, _adam, "baseline"),
     Variant(
       OURS,
-      lambda: optax.chain(optaxclip.clip_by_global_norm(1.0), _adam()),
-    ),
-    Variant(
-      "optax.clip_by_global_norm",
-      lambda: optax.chain(optax.clip_by_global_norm(1.0), _adam()),
+      lambda: optax.chain(module.clip_by_global_norm(1.0), _adam()),
     ),
   ]
+  if module is optaxclip:
+    out.append(
+      Variant(
+        "optax.clip_by_global_norm",
+        lambda: optax.chain(optax.clip_by_global_norm(1.0), _adam()),
+      )
+    )
   cases = _load_registry()
   names = {v.name for v in out}
   for case in cases:
     if case.name == "clip_by_global_norm":
       continue  # that is OURS
-    v = _from_case(case)
-    if v.name not in names:
+    v = _from_case(case, module)
+    if v is not None and v.name not in names:
       out.append(v)
       names.add(v.name)
-  known = {c.factory for c in cases}
-  out += [v for v in _argless_factories(known) if v.name not in names]
+  known = {_baseline.rebind(c.factory, module) for c in cases}
+  out += [v for v in _argless_factories(known, module) if v.name not in names]
+  return out
+
+
+def all_variants(base: ModuleType | None = None) -> list[Variant]:
+  """Every variant, in report order; floors follow their strategy.
+
+  Args:
+    base: the package before a change (``_baseline.load``): adds its
+      ``base:<name>`` variant after each strategy of the current package,
+      compared against the same floor.
+  """
+  out = _strategy_variants()
+  if base is not None:
+    current = {v.name: i for i, v in enumerate(out)}
+    olds = [v for v in _strategy_variants(base) if v.stage != "baseline"]
+    for old in sorted(olds, key=lambda v: -current.get(v.name, len(out))):
+      i = current.get(old.name, len(out) - 1)
+      name = _baseline.PREFIX + old.name
+      out.insert(i + 1, dataclasses.replace(old, name=name))
   result = []
   floors: dict[Floor, str] = {}  # strategies with one floor share it
   for v in out:
+    if v.name.startswith(_baseline.PREFIX):
+      # The floor of the same strategy now, already made (it precedes).
+      name = v.name.removeprefix(_baseline.PREFIX)
+      mine = next((r for r in result if r.name == name), None)
+      result.append(dataclasses.replace(v, floor=mine and mine.floor))
+      continue
     spec = FLOORS.get(v.name)
     if spec is None and v.stage not in ("baseline", "wrapper"):
       k = _full_size_states(v.build)
@@ -363,6 +444,9 @@ class Samples:
   compile_cpu_s: list[float] = dataclasses.field(default_factory=list)
   step_s: list[float] = dataclasses.field(default_factory=list)
   error: str | None = None
+  # Per round (index -> value): compile time and median step time.
+  round_compile_s: dict[int, float] = dataclasses.field(default_factory=dict)
+  round_step_s: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
 def _time_one(
@@ -372,6 +456,7 @@ def _time_one(
   steps: int,
   s: Samples,
   compiler_options: dict[str, Any] | None = None,
+  round_: int = 0,
 ) -> None:
   tx = v.build()
   extra = {
@@ -390,6 +475,7 @@ def _time_one(
   )
   s.compile_s.append(time.perf_counter() - t0)
   s.compile_cpu_s.append(time.process_time() - c0)
+  s.round_compile_s[round_] = s.compile_s[-1]
   p, state = compiled(p, grads, state)  # warm-up
   jax.block_until_ready((p, state))
   for _ in range(steps):
@@ -397,6 +483,7 @@ def _time_one(
     p, state = compiled(p, grads, state)
     jax.block_until_ready((p, state))
     s.step_s.append(time.perf_counter() - t0)
+  s.round_step_s[round_] = statistics.median(s.step_s[-steps:])
   del compiled, p, state
 
 
@@ -408,8 +495,13 @@ def run_config(
   steps: int,
   log: Callable[[str], None],
   compiler_options: dict[str, Any] | None = None,
+  deadline: float | None = None,
 ) -> dict[str, Samples]:
-  """Times every variant ``repeats`` times, interleaved, rotating order."""
+  """Times every variant ``repeats`` times, interleaved, rotating order.
+
+  Past ``deadline`` (a ``time.monotonic()`` value) no variant starts: the
+  rounds so far are kept, and a variant never timed reports an error.
+  """
   params = make_params(size, n_leaves)
   grads = jax.tree.map(lambda p: p * 0.5, params)
   samples = {v.name: Samples() for v in variants}
@@ -420,8 +512,14 @@ def run_config(
       s = samples[v.name]
       if s.error:
         continue
+      if deadline is not None and time.monotonic() > deadline:
+        log(f"  time budget spent in round {r + 1}/{repeats}")
+        for s in samples.values():
+          if not s.compile_s and not s.error:
+            s.error = "not run: time budget spent"
+        return samples
       try:
-        _time_one(v, params, grads, steps, s, compiler_options)
+        _time_one(v, params, grads, steps, s, compiler_options, r)
       except Exception as e:
         s.error = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
       gc.collect()
@@ -445,10 +543,29 @@ def _median(xs: list[float]) -> float:
   return statistics.median(xs) if xs else math.nan
 
 
+def round_ratios(
+  a: dict[int, float], b: dict[int, float]
+) -> list[float] | None:
+  """``a[r] / b[r]`` for every round ``r`` both have (None if none)."""
+  rounds = sorted(set(a) & set(b))
+  return [a[r] / b[r] for r in rounds] or None
+
+
+def _span(xs: list[float] | None) -> list[float] | None:
+  return [min(xs), max(xs)] if xs else None
+
+
 def summarize(
   variants: list[Variant], samples: dict[str, Samples]
 ) -> list[dict[str, Any]]:
-  """One row per variant: medians and ratios to Adam (and to the floor)."""
+  """One row per variant: medians and ratios to Adam (and to the floor).
+
+  ``*_x_range`` is the lowest and highest of the per-round ratios (each
+  round's value over Adam's in the same round): the noise band. A
+  ``base:<name>`` row's ``*_x_current`` divides the current code's
+  ``<name>`` by it (below 1: the current code is faster), medians and
+  per-round ranges.
+  """
   base = samples[BASELINE]
   b_step, b_comp = _median(base.step_s), _median(base.compile_s)
   b_cpu = _median(base.compile_cpu_s)
@@ -471,6 +588,20 @@ def summarize(
     }
     if v.floor and samples.get(v.floor) and samples[v.floor].step_s:
       row["step_x_floor"] = step / _median(samples[v.floor].step_s)
+    row["step_x_range"] = _span(round_ratios(s.round_step_s, base.round_step_s))
+    row["compile_x_range"] = _span(
+      round_ratios(s.round_compile_s, base.round_compile_s)
+    )
+    now = samples.get(v.name.removeprefix(_baseline.PREFIX))
+    if v.name.startswith(_baseline.PREFIX) and now and now.step_s and s.step_s:
+      row["step_x_current"] = _median(now.step_s) / step
+      row["compile_x_current"] = _median(now.compile_s) / comp
+      row["step_x_current_range"] = _span(
+        round_ratios(now.round_step_s, s.round_step_s)
+      )
+      row["compile_x_current_range"] = _span(
+        round_ratios(now.round_compile_s, s.round_compile_s)
+      )
     rows.append(row)
   return rows
 
@@ -479,6 +610,38 @@ def _fmt(x: float | None, spec: str) -> str:
   if x is None or (isinstance(x, float) and math.isnan(x)):
     return ""
   return format(x, spec)
+
+
+def fmt_range(span: list[float] | None, spec: str = ".2f") -> str:
+  """``lo-hi`` of a ``*_range`` field ("" when absent)."""
+  if not span:
+    return ""
+  return f"{format(span[0], spec)}-{format(span[1], spec)}"
+
+
+def base_table(rows: list[dict[str, Any]]) -> list[str]:
+  """Markdown lines comparing each strategy with its ``base:`` variant."""
+  pairs = [r for r in rows if "step_x_current" in r]
+  if not pairs:
+    return []
+  lines = [
+    "",
+    "Current code / baseline (below 1: the current code is faster); "
+    "median ratio, then the lowest-highest of the per-round ratios:",
+    "",
+    "| strategy + Adam | step now / base | per round | compile now / base "
+    "| per round |",
+    "|---|--:|--:|--:|--:|",
+  ]
+  for r in pairs:
+    lines.append(
+      f"| {r['variant'].removeprefix(_baseline.PREFIX)} "
+      f"| {_fmt(r['step_x_current'], '.3f')} "
+      f"| {fmt_range(r['step_x_current_range'], '.3f')} "
+      f"| {_fmt(r['compile_x_current'], '.2f')} "
+      f"| {fmt_range(r['compile_x_current_range'])} |"
+    )
+  return lines
 
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -505,30 +668,43 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     "strategy's step by its floor (Adam plus its unavoidable extra traffic, "
     "see the README). Compile is `lower` + `compile` with caches cleared; "
     "`cpu x` is the same ratio in process CPU time (less sensitive to other "
-    "load on the machine).",
+    "load on the machine). `range`: the lowest and highest of the per-round "
+    "ratios to Adam in the same round (the noise band).",
   ]
+  if meta.get("baseline"):
+    lines += [
+      "",
+      f"`base:<name>`: the same strategy from the package at "
+      f"`{meta['baseline']}`, loaded as `optaxclip_base`, interleaved with "
+      "the current code's.",
+    ]
   for res in results:
     lines += [
       "",
       f"## {res['size']:,} parameters in {res['leaves']:,} leaves of "
       f"{res['leaf_shape'][0]}x{res['leaf_shape'][1]}",
       "",
-      "| variant | stage | step ms | x Adam | x floor | compile s | x Adam "
-      "| cpu x |",
-      "|---|---|--:|--:|--:|--:|--:|--:|",
+      "| variant | stage | step ms | x Adam | range | x floor | compile s "
+      "| x Adam | range | cpu x |",
+      "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in res["rows"]:
       if r["error"]:
         lines.append(
-          f"| {r['variant']} | {r['stage']} | error: {r['error']} | | | | | |"
+          f"| {r['variant']} | {r['stage']} | error: {r['error']} "
+          "| | | | | | | |"
         )
         continue
       lines.append(
         f"| {r['variant']} | {r['stage']} | {_fmt(r['step_ms'], '.2f')} "
-        f"| {_fmt(r['step_x'], '.3f')} | {_fmt(r['step_x_floor'], '.3f')} "
+        f"| {_fmt(r['step_x'], '.3f')} "
+        f"| {fmt_range(r.get('step_x_range'), '.3f')} "
+        f"| {_fmt(r['step_x_floor'], '.3f')} "
         f"| {_fmt(r['compile_s'], '.2f')} | {_fmt(r['compile_x'], '.2f')} "
+        f"| {fmt_range(r.get('compile_x_range'))} "
         f"| {_fmt(r['compile_cpu_x'], '.2f')} |"
       )
+    lines += base_table(res["rows"])
   return "\n".join(lines) + "\n"
 
 
@@ -561,10 +737,7 @@ def _option(text: str) -> tuple[str, bool | int | float | str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-  ap = argparse.ArgumentParser(
-    description=__doc__.split("\n\n")[0],
-    formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-  )
+  ap = _cli.Parser(description=__doc__.split("\n\n")[0])
   ap.add_argument(
     "--sizes", default="20M", help="total parameter counts, e.g. 20M,192k"
   )
@@ -594,11 +767,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     help="smoke test: 4k parameters in 4 leaves, 1 round of 2 steps",
   )
   ap.add_argument(
+    "--baseline",
+    metavar="REF",
+    nargs="?",
+    const=_baseline.DEFAULT_REF,
+    default=None,
+    help="also time every strategy from the package at git REF (default "
+    f"{_baseline.DEFAULT_REF}, main before the core refactor) as "
+    "base:<name>, interleaved with the current code's",
+  )
+  ap.add_argument(
+    "--budget",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="start no variant after this many seconds (the rounds so far are "
+    "reported)",
+  )
+  ap.add_argument(
     "--out",
     default=str(ROOT / "benchmarks" / "results" / "overhead"),
     help="output path without suffix: writes OUT.md and OUT.json",
   )
   args = ap.parse_args(argv)
+  for flag in ("sizes", "leaves"):
+    try:
+      counts = _ints(getattr(args, flag))
+    except ValueError:
+      counts = []
+    if not counts or min(counts) < 1:
+      ap.error(f"--{flag} {getattr(args, flag)!r}: expected counts, e.g. 20M,3")
+  if args.repeats < 1 or args.steps < 1:
+    ap.error("--repeats and --steps must be at least 1")
   args.compiler_options = dict(_option(o) for o in args.xla_option)
   if args.quick:
     args.sizes, args.leaves, args.repeats, args.steps = "4k", "4", 1, 2
@@ -606,7 +806,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def select(variants: list[Variant], wanted: str) -> list[Variant]:
-  """The variants named in ``wanted``, with Adam and their floors."""
+  """The variants named in ``wanted``, with Adam, their floors and bases."""
   if wanted == "all":
     return variants
   names = {n.strip() for n in wanted.split(",") if n.strip()}
@@ -617,6 +817,7 @@ def select(variants: list[Variant], wanted: str) -> list[Variant]:
       f"{', '.join(v.name for v in variants)}"
     )
   names.add(BASELINE)
+  names |= {_baseline.PREFIX + n for n in names}
   names |= {v.floor for v in variants if v.name in names and v.floor}
   return [v for v in variants if v.name in names]
 
@@ -632,7 +833,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for v in all_variants():
       print(f"{v.name:32s} {v.stage}")
     return []
-  variants = select(all_variants(), args.variants)
+  base = commit = None
+  if args.baseline:
+    base, commit = _baseline.load(args.baseline)
+  variants = select(all_variants(base), args.variants)
+  deadline = None if args.budget is None else time.monotonic() + args.budget
   results = []
   for size in sizes:
     for n in leaf_counts:
@@ -646,6 +851,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         args.steps,
         log,
         args.compiler_options or None,
+        deadline,
       )
       results.append(
         {
@@ -671,6 +877,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     "repeats": args.repeats,
     "steps": args.steps,
     "compiler_options": args.compiler_options,
+    "baseline": f"{args.baseline} ({commit[:12]})" if commit else None,
   }
   out = pathlib.Path(args.out)
   out.parent.mkdir(parents=True, exist_ok=True)
