@@ -90,7 +90,6 @@ html_theme_options = {
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
-suppress_warnings = ["myst.header"]
 
 
 def public_names() -> list[str]:

@@ -486,7 +486,7 @@ def zclip(
     z_t = \frac{n_t - \mu}{\sigma + \epsilon}, \qquad
     \tau_t = \begin{cases}
       c\,\big(\mu + z_{thr}^2\,\sigma / z_t\big)
-        & \text{zscore, adaptive\_scaling, if } z_t > z_{thr}\\
+        & \text{zscore, adaptive}\_\text{scaling, if } z_t > z_{thr}\\
       \mu & \text{zscore, mean, if } z_t > z_{thr}\\
       \mu + z_{thr}\,\sigma
         & \text{percentile, if } n_t > \mu + z_{thr}\,\sigma\\

@@ -215,3 +215,35 @@ def test_migration_rows_name_real_tests():
   source = (ROOT / "tests" / "test_migration.py").read_text()
   defined = set(re.findall(r"^def (test_row_\w+)\(", source, flags=re.M))
   assert named == defined
+
+
+@pytest.mark.parametrize(
+  "page",
+  [
+    "where_to_clip.md",
+    "sequence_models.md",
+    "truncation.md",
+    "examples.md",
+    "strategies.md",
+    "parameter_space.md",
+  ],
+)
+def test_measured_numbers_come_from_the_result_files(page):
+  # Every number quoted in the prose and tables with 3 decimals (bits/char,
+  # accuracies, ...) appears in examples/RESULTS.md or a benchmark result
+  # file, and every "x Adam" ratio is one of theirs rounded to 2 decimals.
+  # Code blocks are left out: their examples run in the test above.
+  sources = (ROOT / "examples" / "RESULTS.md").read_text() + "".join(
+    p.read_text() for p in (ROOT / "benchmarks" / "results").glob("*.md")
+  )
+  rounded = {f"{float(x):.2f}" for x in re.findall(r"\d+\.\d+", sources)}
+  text = re.sub(r"```.*?```", "", (DOCS / page).read_text(), flags=re.S)
+  quoted = set(re.findall(r"(?<![\d.])\d+\.\d{3}(?!\d)", text))
+  missing = sorted(q for q in quoted if q not in sources)
+  assert not missing, f"{page} quotes {missing}, found in no result file"
+  ratios = re.findall(r"(\d+\.\d\d) / (\d+\.\d\d) \(`2026", text)
+  ratios = [x for pair in ratios for x in pair]
+  ratios += re.findall(r"(\d+\.\d\d)(?: \([a-z]+\))? \(10 leaves", text)
+  assert page != "strategies.md" or len(ratios) > 20
+  unknown = sorted(r for r in ratios if r not in rounded)
+  assert not unknown, f"{page}: ratios {unknown} are in no result file"
