@@ -12,8 +12,9 @@ every run) in ``--workdir``.
 
 Usage::
 
-  python -m examples.summarization.compare                  # 6 runs
-  python -m examples.summarization.compare --steps 1500 --lrs 3e-3,3e-2
+  python -m examples.summarization.compare                  # 6 short runs
+  python -m examples.summarization.compare --steps 1200 --train-flags ''
+  python -m examples.summarization.compare --lrs 3e-3,1e-1
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument(
     "--lrs", default="3e-3,3e-2", help="comma-separated Adam learning rates"
   )
-  p.add_argument("--steps", type=int, default=600)
+  p.add_argument("--steps", type=int, default=300)
   p.add_argument(
     "--train-flags",
-    default="",
+    default="--batch-size 32",
     help="more flags for every run, e.g. '--hidden 64 --batch-size 32'",
   )
   p.add_argument("--data-file", default=None)
