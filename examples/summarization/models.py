@@ -106,8 +106,13 @@ class PointerSeq2Seq(Seq2Seq):
     p_gen = jax.nn.sigmoid(
       self.gate(jnp.concatenate([context, dec, emb], -1)).astype(jnp.float32)
     )
-    onehot = jax.nn.one_hot(src, self.vocab, dtype=jnp.float32)
-    p_copy = jnp.einsum("bts,bsv->btv", weights, onehot)
+    # Scatter-add the attention weights onto the source ids (repeated ids
+    # add up); cheaper than a one-hot [batch, src, vocab] product.
+    p_copy = jax.vmap(
+      lambda w, ids: (
+        jnp.zeros((w.shape[0], self.vocab), w.dtype).at[:, ids].add(w)
+      )
+    )(weights, src)
     return jnp.log(p_gen * p_vocab + (1.0 - p_gen) * p_copy + 1e-9)
 
   def __call__(self, src, src_len, tgt_in):

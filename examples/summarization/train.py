@@ -45,7 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
     "(rouge-score) next to a lead baseline.",
     prog="python -m examples.summarization",
     lr=3e-3,
-    steps=1500,
+    steps=1200,
     batch_size=64,
     hidden=128,
     eval_every=500,
