@@ -113,8 +113,11 @@ def table(rows: list[dict]) -> str:
   ]
   for r in rows:
     rate = "-" if r["clip_rate"] is None else f"{r['clip_rate']:.0%}"
+    clip = f"`{r['clip']}`"
+    if r.get("clip_after"):
+      clip += f", after Adam `{r['clip_after']}`"
     lines.append(
-      f"| {r['lr']:g} | `{r['clip']}` | {r['test_cer']:.3f} | "
+      f"| {r['lr']:g} | {clip} | {r['test_cer']:.3f} | "
       f"{r['test_wer']:.3f} | {r['val_cer']:.3f} | {r['max_grad_norm']:.3g} "
       f"| {rate} | {r['spikes']} | {r['wall_time_s']:.0f}s |"
     )
@@ -138,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         {
           "lr": lr,
           "clip": spec,
+          "clip_after": args.clip_after,
           "test_cer": ev["test_cer"],
           "test_wer": ev["test_wer"],
           "val_cer": ev["val_cer"],
