@@ -319,6 +319,7 @@ def summarize(
     if v.name.startswith(_baseline.PREFIX) and now and now.step_s and s.step_s:
       row["step_x_current"] = step_of(now) / step_of(s)
       row["compile_x_current"] = compile_of(now) / compile_of(s)
+      row["compile_cpu_x_current"] = compile_of(now, True) / compile_of(s, True)
       row["step_x_current_range"] = overhead._span(
         overhead.round_ratios(per_round(now), per_round(s))
       )
