@@ -306,6 +306,9 @@ def summarize(
         overhead.round_ratios(s.compile_s, base.compile_s)
       ),
       "compile_cpu_x": compile_of(s, True) / compile_of(base, True),
+      "compile_cpu_x_range": overhead._span(
+        overhead.round_ratios(s.compile_cpu_s, base.compile_cpu_s)
+      ),
       "floor": v.floor,
       "step_x_floor": None,
       "error": s.error,
@@ -316,6 +319,7 @@ def summarize(
     if v.name.startswith(_baseline.PREFIX) and now and now.step_s and s.step_s:
       row["step_x_current"] = step_of(now) / step_of(s)
       row["compile_x_current"] = compile_of(now) / compile_of(s)
+      row["compile_cpu_x_current"] = compile_of(now, True) / compile_of(s, True)
       row["step_x_current_range"] = overhead._span(
         overhead.round_ratios(per_round(now), per_round(s))
       )
@@ -366,13 +370,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
   lines += [
     "",
     "| variant | stage | step ms | x Adam | range | x floor | compile s "
-    "| x Adam | range | cpu x |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "| x Adam | range | cpu x | range |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ]
   for r in rows:
     if r["error"] and not math.isfinite(r["compile_s"]):
       lines.append(
-        f"| {r['variant']} | {r['stage']} | error: {r['error']} | | | | | | | |"
+        f"| {r['variant']} | {r['stage']} | error: {r['error']} "
+        "| | | | | | | | |"
       )
       continue
     lines.append(
@@ -380,7 +385,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
       f"| {f(r['step_x'], '.3f')} | {rng(r['step_x_range'], '.3f')} "
       f"| {f(r['step_x_floor'], '.3f')} | {f(r['compile_s'], '.2f')} "
       f"| {f(r['compile_x'], '.2f')} | {rng(r['compile_x_range'])} "
-      f"| {f(r['compile_cpu_x'], '.2f')} |"
+      f"| {f(r['compile_cpu_x'], '.2f')} | {rng(r['compile_cpu_x_range'])} |"
     )
   lines += overhead.base_table(rows)
   return "\n".join(lines) + "\n"
