@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optaxclip import _xla
+
 # ---------------------------------------------------------------------------
 # Types and constants
 # ---------------------------------------------------------------------------
@@ -43,45 +45,6 @@ NonFinitePolicy = Literal["zero", "propagate", "error"]
 NONFINITE_POLICIES: tuple[str, ...] = ("zero", "propagate", "error")
 Ord = Literal[1, 2, "inf"]
 ThresholdOrSchedule = jax.typing.ArrayLike | Callable[[jax.Array], jax.Array]
-
-# How norms over many leaves are reduced (`global_reduce`, `leaf_powers`).
-# Every reduction kernel costs compile time and, at run time, a dispatch;
-# copying a large leaf costs memory traffic. So (see benchmarks/README.md):
-#
-# * leaves of one shape, dtype and sharding, each of at most
-#   `_GROUP_ELEMENTS` elements, are summed elementwise, `_GROUP_LEAVES` at a
-#   time, and each sum is reduced once: one kernel reads 16 leaves in place,
-#   whatever their sharding;
-# * the other leaves of at most `_SMALL_LEAF` elements without explicit
-#   sharding are concatenated in buckets of at most `_BUCKET_LEAVES` leaves
-#   and `_BUCKET_ELEMENTS` elements (a cheap copy) and reduced once per
-#   bucket. Only leaves too small for a YNNPACK reduction are taken (XLA's
-#   CPU backend hands it reductions of 4096 or more float32 elements): a
-#   larger leaf reduces fast on its own, whereas its copy is a temporary
-#   buffer, paged in afresh on every step (3000 leaves of 6656 elements
-#   with 2^16 as the limit: 80 MB and 20,600 page faults per step, twice
-#   Adam's CPU time);
-# * the rest (large or sharded leaves of unique shape) are reduced one by
-#   one, which costs little next to reading them.
-#
-# Per-leaf norms (`leaf_powers`) cannot sum leaves elementwise. There,
-# leaves of one shape, dtype and sharding between `_SMALL_LEAF` and
-# `_TOGETHER_ELEMENTS` elements are reduced `_GROUP_LEAVES` at a time by one
-# variadic reduction (one kernel, one result per leaf, each leaf read in
-# place): with `monitor_norms` + Adam at 3000 leaves of 6656 elements that
-# compiled in 1.92x Adam's CPU time instead of 2.50x (one YNNPACK reduction
-# per leaf), at the same step time. Larger leaves stay with YNNPACK, which
-# is faster there (XLA's own loop took 1.15x Adam's step at 300 leaves of
-# 66560 elements, against 0.98x) and accumulates more accurately.
-_SMALL_LEAF = 1 << 12
-_TOGETHER_ELEMENTS = 1 << 14
-_BUCKET_ELEMENTS = 1 << 20
-_BUCKET_LEAVES = 256
-_GROUP_LEAVES = 16
-_GROUP_ELEMENTS = 1 << 18
-# More per-leaf scalars than this are stacked into a vector once, see
-# `stack_scalars`.
-_MANY_SCALARS = 32
 
 
 class ClipStats(NamedTuple):
@@ -206,24 +169,13 @@ def next_stats(
     + jnp.logical_not(finite).astype(jnp.int32),
     step=optax.safe_increment(prev.step),
   )
-  packed = pack(stats, *also)
+  packed = _xla.compute_together(stats, *also)
   return packed if also else packed[0]
 
 
 def pack(*values: Any) -> tuple[Any, ...]:
-  """``values`` unchanged, computed in one kernel per shape (see `_pack`).
-
-  For values that are written out (statistics, new scalar state): each
-  would otherwise be a kernel of its own. :func:`next_stats` uses it.
-
-  Args:
-    *values: pytrees of small arrays; ``None`` passes through.
-
-  Returns:
-    The values, as a tuple in the same order.
-  """
-  leaves, treedef = jax.tree.flatten(values)
-  return jax.tree.unflatten(treedef, _pack(leaves))
+  """``values`` unchanged, computed together (statistics written out)."""
+  return _xla.compute_together(*values)
 
 
 def named(name: str, value: Any) -> dict[str, Any]:
@@ -426,15 +378,6 @@ def check_leaves(
       )
 
 
-def _replicated(x: jax.Array) -> bool:
-  """Whether a traced leaf carries no explicit sharding (safe to concat)."""
-  try:
-    spec = jax.typeof(x).sharding.spec
-  except Exception:  # no sharding information: nothing to conflict with
-    return True
-  return all(s is None for s in spec)
-
-
 def _elementwise_power(x: jax.Array, ord: Ord) -> jax.Array:
   """|x|^2 (ord 2) or |x| (ord 1, inf) elementwise, in the acc dtype."""
   # lax rather than jnp: no nested jit per leaf (cheaper to trace and to
@@ -455,86 +398,21 @@ def _cast(x: jax.Array, dtype: Any) -> jax.Array:
   return x if x.dtype == dtype else x.astype(dtype)
 
 
-def _reduce(v: jax.Array, op: str, axis=None, keepdims=False) -> jax.Array:
-  if op == "max":
-    return _max0(v, axis, keepdims)
-  return jnp.sum(v, axis=axis, keepdims=keepdims)
-
-
-def _max0(v: jax.Array, axis=None, keepdims=False) -> jax.Array:
-  """``jnp.max(v, axis, initial=0)`` that keeps NaN, on every backend.
-
-  XLA's CPU backend hands float32 max-reductions of 4096 or more elements
-  to YNNPACK, which skips NaN (jax 0.10.2): a NaN gradient would then give
-  a finite L-infinity norm. Non-negative floats are ordered like their bit
-  patterns read as integers, with NaN (sign bit cleared) above inf, so the
-  maximum is taken over those integers, which no library reduction skips.
-  """
-  if not jnp.issubdtype(v.dtype, jnp.floating):
-    return jnp.max(v, axis=axis, keepdims=keepdims, initial=0)
-  top = jnp.max(_ordered_bits(v), axis=axis, keepdims=keepdims, initial=0)
-  return jax.lax.bitcast_convert_type(top, v.dtype)
-
-
-def _ordered_bits(v: jax.Array) -> jax.Array:
-  """``max(v, 0)`` as integers ordered like the floats, NaN on top."""
-  ity = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[v.dtype.itemsize]
-  bits = jax.lax.bitcast_convert_type(jax.lax.max(v, jnp.zeros_like(v)), ity)
-  return jax.lax.bitwise_and(bits, jnp.array(np.iinfo(ity).max, ity))
-
-
-def _reduce_together(values: Sequence[jax.Array], op: str) -> list[jax.Array]:
-  """Each of several same-shaped arrays reduced to a scalar, in one kernel.
-
-  One variadic ``lax.reduce`` with a result per array: XLA reads them all
-  in one loop, in place. ``op`` is ``"sum"`` or ``"max"`` (of non-negative
-  values, NaN kept as in :func:`_max0`).
-  """
-  dtype = values[0].dtype
-  if op == "max":
-    values = [_ordered_bits(v) for v in values]
-  join = jax.lax.max if op == "max" else jax.lax.add
-  out = jax.lax.reduce(
-    list(values),
-    [jnp.zeros((), v.dtype) for v in values],
-    lambda a, b: tuple(map(join, a, b)),
-    tuple(range(values[0].ndim)),
-  )
-  if op == "max":
-    return [jax.lax.bitcast_convert_type(t, dtype) for t in out]
-  return list(out)
-
-
 def _op(ord: Ord) -> str:
   return "max" if ord == "inf" else "sum"
 
 
 def _leaf_power(x: jax.Array, ord: Ord, axis=None, keepdims=False):
   """sum |x|^2 (ord 2), sum |x| (ord 1) or max |x| (ord inf), in acc dtype."""
-  return _reduce(_elementwise_power(x, ord), _op(ord), axis, keepdims)
+  v = _elementwise_power(x, ord)
+  if ord == "inf":
+    return _xla.max_keeping_nan(v, axis, keepdims)
+  return jnp.sum(v, axis=axis, keepdims=keepdims)
 
 
 def stack_scalars(values: Sequence[Any], dtype: Any = None) -> jax.Array:
-  """Scalars (one per leaf or group) as one vector, built once.
-
-  XLA fuses the stacking of scalars into every kernel that reads the
-  vector, so a statistic computed from thousands of per-leaf norms becomes
-  a kernel with thousands of operands, which takes seconds to compile
-  (``monitor_norms`` + Adam at 3,000 leaves compiled in 39.6 s, 24.4 s
-  with the vector built once; Adam alone 19.6 s). Beyond `_MANY_SCALARS`
-  values the vector is therefore passed through :func:`materialize` and its
-  readers read the finished vector.
-
-  Args:
-    values: scalars.
-    dtype: the vector's dtype (default: the values' result type).
-
-  Returns:
-    A 1-D array of ``len(values)`` elements.
-  """
-  dt = jnp.result_type(*values) if dtype is None else dtype
-  vector = jnp.stack([jnp.asarray(v, dt) for v in values])
-  return materialize(vector)[0] if len(values) > _MANY_SCALARS else vector
+  """Scalars (one per leaf or group) as one vector, built once if many."""
+  return _xla.stack_once(values, dtype)
 
 
 def combine(powers: Sequence[jax.Array] | jax.Array, ord: Ord) -> jax.Array:
@@ -563,109 +441,6 @@ def _cross_device(power: jax.Array, ord: Ord, axis_name) -> jax.Array:
   return jax.lax.psum(power, axis_name)
 
 
-def _buckets(leaves: Sequence[jax.Array]) -> tuple[list[list[int]], list[int]]:
-  """Splits leaf indices into buckets of small leaves and large singletons.
-
-  Small real leaves without explicit sharding are grouped, per accumulation
-  dtype, into buckets of at most `_BUCKET_LEAVES` leaves and
-  `_BUCKET_ELEMENTS` elements; everything else is reduced on its own.
-  """
-  open_: dict[Any, list[int]] = {}
-  sizes: dict[Any, int] = {}
-  buckets: list[list[int]] = []
-  singles: list[int] = []
-  for i, x in enumerate(leaves):
-    n = int(np.prod(jnp.shape(x), dtype=np.int64))
-    if n > _SMALL_LEAF or jnp.iscomplexobj(x) or not _replicated(x) or n == 0:
-      singles.append(i)
-      continue
-    key = acc_dtype(x.dtype)
-    cur = open_.setdefault(key, [])
-    if cur and (
-      len(cur) >= _BUCKET_LEAVES or sizes[key] + n > _BUCKET_ELEMENTS
-    ):
-      buckets.append(cur)
-      cur = open_[key] = []
-      sizes[key] = 0
-    cur.append(i)
-    sizes[key] = sizes.get(key, 0) + n
-  buckets.extend(b for b in open_.values() if b)
-  return buckets, singles
-
-
-def _sharding_key(x: jax.Array) -> Any:
-  """What must match for two leaves to be combined elementwise."""
-  try:
-    sharding = jax.typeof(x).sharding
-    hash(sharding)
-  except Exception:  # no (hashable) sharding information
-    return None
-  return sharding
-
-
-def _sharding_of(x: jax.Array) -> Any:
-  """The sharding of a traced leaf when it has an explicit one, else None."""
-  return None if _replicated(x) else jax.typeof(x).sharding
-
-
-def _groups(
-  leaves: Sequence[jax.Array], max_elements: int = _GROUP_ELEMENTS
-) -> tuple[list[list[int]], list[int]]:
-  """Groups of leaves that can be reduced together, and the others.
-
-  A group holds 2 to `_GROUP_LEAVES` leaves of one shape, dtype and
-  sharding, each of at most ``max_elements`` (non-zero) elements.
-  Returns ``(groups, others)`` as lists of leaf indices, in leaf order.
-  """
-  by_key: dict[Any, list[int]] = {}
-  others: list[int] = []
-  for i, x in enumerate(leaves):
-    shape = jnp.shape(x)
-    n = math.prod(shape)
-    if n == 0 or n > max_elements:
-      others.append(i)
-      continue
-    key = (shape, jnp.result_type(x), _sharding_key(x))
-    by_key.setdefault(key, []).append(i)
-  groups = []
-  for idx in by_key.values():
-    if len(idx) == 1:
-      others.append(idx[0])
-    else:
-      k = _GROUP_LEAVES
-      groups += [idx[j : j + k] for j in range(0, len(idx), k)]
-  # A trailing group of one is just a leaf.
-  others += [g[0] for g in groups if len(g) == 1]
-  return [g for g in groups if len(g) > 1], sorted(others)
-
-
-def _plan(
-  leaves: Sequence[jax.Array],
-) -> tuple[list[list[int]], list[list[int]], list[int]]:
-  """``(groups, buckets, singles)``: how `global_reduce` reduces leaves."""
-  groups, others = _groups(leaves)
-  buckets, singles = _buckets([leaves[i] for i in others])
-  return (
-    groups,
-    [[others[k] for k in b] for b in buckets],
-    [others[k] for k in singles],
-  )
-
-
-def _fence(x: jax.Array) -> jax.Array:
-  """``x`` unchanged (NaN stays NaN), as an op XLA keeps in one kernel.
-
-  On the CPU backend a reduction of 4096 or more float32 elements becomes a
-  YNNPACK call, which also takes in the elementwise ops before it and runs
-  them one at a time, each through memory. A clamp to [-inf, inf] is not
-  one it takes, so the elementwise sum of a group stays one fused loop.
-  """
-  if not jnp.issubdtype(x.dtype, jnp.floating):
-    return x
-  inf = jnp.array(jnp.inf, x.dtype)
-  return jax.lax.clamp(-inf, x, inf)
-
-
 def global_reduce(
   leaves: Sequence[jax.Array],
   elementwise: Callable[[jax.Array], jax.Array],
@@ -675,36 +450,16 @@ def global_reduce(
 ) -> jax.Array:
   """Reduces ``elementwise(leaf)`` over all leaves to one scalar.
 
-  Leaves of one shape are first combined elementwise (16 at a time), the
-  other small leaves concatenated in buckets, and only large leaves of
-  unique shape reduced one by one (see `_GROUP_LEAVES`): no large leaf is
-  copied, and the number of reduction kernels stays small however many
-  leaves there are.
-
   Args:
     leaves: the leaves.
     elementwise: maps a leaf to the values to reduce (same shape).
     op: ``"sum"`` or ``"max"``.
     axis_name: optional mapped axis to reduce across devices too.
   """
-  groups, buckets, singles = _plan(leaves)
-  join = jax.lax.max if op == "max" else jax.lax.add
-  parts = [_reduce(elementwise(leaves[i]), op) for i in singles]
-  for g in groups:
-    acc = elementwise(leaves[g[0]])
-    for i in g[1:]:
-      acc = join(acc, elementwise(leaves[i]))
-    parts.append(_reduce(_fence(acc), op))
-  for bucket in buckets:
-    by_dtype: dict[Any, list[int]] = {}
-    for i in bucket:
-      by_dtype.setdefault(jnp.result_type(leaves[i]), []).append(i)
-    for b in by_dtype.values():
-      # Elementwise after the concatenation: XLA splits a reduction of a
-      # concatenation back into one reduction per operand.
-      flat = jnp.concatenate([jnp.ravel(leaves[i]) for i in b])
-      parts.append(_reduce(elementwise(flat), op))
-  total = combine(parts, "inf" if op == "max" else 1)
+  if not leaves:
+    total = jnp.zeros([], jnp.float32)
+  else:
+    total = _xla.reduce_all(leaves, elementwise, op)
   if axis_name is not None:
     red = jax.lax.pmax if op == "max" else jax.lax.psum
     total = red(total, axis_name)
@@ -723,53 +478,13 @@ def global_power(
   )
 
 
-def _leaf_plan(
-  leaves: Sequence[jax.Array],
-) -> tuple[list[list[int]], list[list[int]], list[int]]:
-  """``(buckets, together, singles)``: how `leaf_powers` reduces leaves."""
-  buckets, rest = _buckets(leaves)
-  mid = [
-    i
-    for i in rest
-    if jnp.issubdtype(jnp.result_type(leaves[i]), jnp.floating)
-    and math.prod(jnp.shape(leaves[i])) > _SMALL_LEAF
-  ]
-  groups, _ = _groups([leaves[i] for i in mid], _TOGETHER_ELEMENTS)
-  together = [[mid[k] for k in g] for g in groups]
-  taken = {i for g in together for i in g}
-  return buckets, together, [i for i in rest if i not in taken]
-
-
 def leaf_powers(
   leaves: Sequence[jax.Array], ord: Ord, *, axis_name=None
 ) -> list[jax.Array]:
-  """Power of each leaf, as a list of scalars (same order as ``leaves``).
-
-  Small leaves are reduced together per bucket with one segment reduction,
-  mid-sized leaves of one shape 16 at a time by one variadic reduction, so
-  thousands of leaves cost a few hundred kernels at most.
-  """
-  out: list[Any] = [None] * len(leaves)
-  buckets, together, singles = _leaf_plan(leaves)
-  for i in singles:
-    out[i] = _leaf_power(leaves[i], ord)
-  for g in together:
-    vals = [_elementwise_power(leaves[i], ord) for i in g]
-    for i, v in zip(g, _reduce_together(vals, _op(ord))):
-      out[i] = v
-  for b in buckets:
-    flat = jnp.concatenate(
-      [_elementwise_power(jnp.ravel(leaves[i]), ord) for i in b]
-    )
-    sizes = [int(np.prod(jnp.shape(leaves[i]))) for i in b]
-    seg = np.repeat(np.arange(len(b)), sizes)
-    if ord == "inf":
-      vals = jax.ops.segment_max(flat, seg, len(b), indices_are_sorted=True)
-      vals = jnp.maximum(vals, 0)
-    else:
-      vals = jax.ops.segment_sum(flat, seg, len(b), indices_are_sorted=True)
-    for k, i in enumerate(b):
-      out[i] = vals[k]
+  """Power of each leaf, as a list of scalars (same order as ``leaves``)."""
+  out = _xla.reduce_each(
+    leaves, functools.partial(_elementwise_power, ord=ord), _op(ord)
+  )
   return [_cross_device(p, ord, axis_name) for p in out]
 
 
@@ -849,8 +564,7 @@ def zero_where(pred: jax.Array, x: jax.Array) -> jax.Array:
   ``lax.select`` rather than ``jnp.where`` (no nested jit per leaf); the
   predicate is broadcast with the leaf's sharding.
   """
-  pred = jnp.broadcast_to(pred, jnp.shape(x), out_sharding=_sharding_of(x))
-  return jax.lax.select(pred, jnp.zeros_like(x), x)
+  return _xla._zero_where(pred, x)
 
 
 @functools.cache
@@ -899,166 +613,30 @@ def keep_mask(finite: jax.Array, policy: NonFinitePolicy, *, once: bool = True):
   """
   if policy == "propagate":
     return None
-  return materialize(finite)[0] if once else finite
+  return _xla.compute_once(finite)[0] if once else finite
 
 
 def materialize(*values: Any) -> Any:
-  """``values`` unchanged, computed once, before the kernels that read them.
-
-  A factor derived from many leaves' norms (a global factor, or one per
-  leaf) is a chain of small scalar operations. Left alone, XLA copies that
-  chain into every kernel that scales a leaf, so compile time grows with
-  leaves x chain length, quadratically when the chain reads every leaf's
-  norm (``adagc`` + Adam compiled 57x slower than Adam alone at 300 leaves).
-  XLA fuses nothing across a conditional, so the values are passed through
-  one (whose branches both return them) and each kernel then reads the
-  finished values. (An optimisation barrier does not do this on the CPU
-  backend: it is removed before fusion.) Use it on the factors and keep
-  masks of every per-leaf loop.
-
-  Args:
-    *values: pytrees of small arrays; ``None`` passes through.
-
-  Returns:
-    The values, as a tuple in the same order.
-  """
-  leaves, treedef = jax.tree.flatten(values)
-  if not leaves:
-    return values
-  return jax.tree.unflatten(treedef, _through_cond(leaves, lambda v: v))
-
-
-def _through_cond(leaves: list[jax.Array], inside: Callable) -> Any:
-  """``inside(leaves)``, computed inside a conditional (see `materialize`).
-
-  The leaves are the conditional's operands, so XLA computes each once;
-  ``inside`` runs in the branches, whose outputs the readers read.
-  """
-  # True unless the probe is NaN (either branch returns the values); a
-  # float, so that XLA cannot fold ``probe == probe`` and drop the cond.
-  probe = jnp.ravel(leaves[0])[:1].astype(jnp.float32)
-  pred = jnp.all(probe == probe)
-  return jax.lax.cond(
-    pred,
-    inside,
-    lambda v: inside([jnp.where(True, x, x) for x in v]),
-    leaves,
-  )
-
-
-def _identity(dtype: Any) -> jax.Array:
-  """The identity of :func:`_pack`'s reduction for ``dtype``."""
-  zero = jnp.zeros([], dtype)  # False for booleans
-  return -zero if jnp.issubdtype(dtype, jnp.inexact) else zero
-
-
-def _pair(a: Sequence[jax.Array], b: Sequence[jax.Array]) -> list[jax.Array]:
-  return [
-    jnp.logical_or(x, y) if x.dtype == jnp.bool_ else x + y
-    for x, y in zip(a, b)
-  ]
-
-
-@jax.custom_jvp
-def _pack(leaves: list[jax.Array]) -> list[jax.Array]:
-  """The arrays, unchanged, as the outputs of variadic reductions.
-
-  Each value is paired with its identity (``x + -0 == x`` exactly,
-  ``x or False == x``) on a new axis of length two, and one reduction over
-  that axis returns all values of a shape (a reduction's operands share
-  one; statistics are all scalars). XLA fuses the computations of the
-  values into that one kernel, and fuses nothing past it: a multi-output
-  fusion is not copied into its readers. Only results that are used stay
-  results, so this is for values that are written out (statistics), not a
-  replacement for `materialize`.
-  """
-  out: list[Any] = [None] * len(leaves)
-
-  # Operands share one shape, and XLA allows one floating-point precision
-  # per reduction: one group per (shape, float dtype); integers and
-  # booleans join a group of their shape.
-  def inexact(x):
-    return jnp.issubdtype(x.dtype, jnp.inexact)
-
-  first_float: dict[tuple[int, ...], np.dtype] = {}
-  for x in leaves:
-    if inexact(x):
-      first_float.setdefault(x.shape, np.dtype(x.dtype))
-  groups: dict[tuple[Any, Any], list[int]] = {}
-  for i, x in enumerate(leaves):
-    dtype = np.dtype(x.dtype) if inexact(x) else first_float.get(x.shape)
-    groups.setdefault((x.shape, dtype), []).append(i)
-  for (shape, _), idx in groups.items():
-    values = [leaves[i] for i in idx]
-    inits = [_identity(x.dtype) for x in values]
-    operands = [
-      jnp.stack([x, jnp.broadcast_to(z, shape)]) for x, z in zip(values, inits)
-    ]
-    for i, y in zip(idx, jax.lax.reduce(operands, inits, _pair, (0,))):
-      out[i] = y
-  return out
-
-
-@_pack.defjvp
-def _pack_jvp(primals, tangents):
-  (leaves,), (dots,) = primals, tangents
-  return _pack(leaves), dots
+  """``values`` unchanged, computed once, before the kernels that read them."""
+  return _xla.compute_once(*values)
 
 
 def materialize_each(vector: jax.Array) -> tuple[jax.Array, ...]:
-  """The elements of a small vector as scalars, computed once.
-
-  :func:`materialize` for a vector of per-leaf (or per-group) factors: the
-  vector is the conditional's operand, computed once, and its elements
-  leave it as separate scalars, so the kernel that scales leaf ``i`` reads
-  a scalar operand rather than slicing element ``i`` itself (or copying the
-  vector's whole computation to slice it). The kernels of equal-shaped
-  leaves are then identical and XLA compiles one of them for all
-  (``adagc`` + Adam at 300 leaves compiled in 8.8 s with a slice in every
-  kernel, 5.9 s with this; Adam alone 1.5 s).
-
-  Args:
-    vector: a 1-D array.
-
-  Returns:
-    Its elements, in order.
-  """
-  if not vector.shape[0]:
-    return ()
-  return tuple(_through_cond([vector], lambda v: list(jnp.unstack(v[0]))))
+  """The elements of a small vector as scalars, each computed once."""
+  return _xla.compute_each_once(vector)
 
 
 def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
-  """Each leaf unchanged, but data-dependent on its own power (norm**p).
+  """Each leaf unchanged, kept with the reduction of its own power."""
+  return _xla.tie(leaves, powers)
 
-  ``where(power < 0, 0, leaf)`` is the leaf itself, since a power is >= 0
-  or NaN (and NaN < 0 is False). A transformation that only measures
-  (``monitor_norms``) returns its updates through this: when nothing
-  downstream reads a reduction, XLA's CPU backend keeps the reduction's
-  elementwise part (the squares) out of it and writes it to memory, which
-  cost 2.3-2.7x Adam's step at 20M parameters; with the dependency the
-  squares stay in the reduction's loop (1.00-1.05x, see benchmarks/README).
 
-  Args:
-    leaves: the leaves (None leaves pass through).
-    powers: one scalar per leaf.
+def run_keeping_state(fn, args, keep):
+  """``fn(*args)`` with the old state (``args[1]``) kept where ``keep``.
 
-  Returns:
-    The leaves, in order.
+  Returns ``(update_leaves, state_leaves, update_treedef, state_treedef)``.
   """
-  present = [
-    i
-    for i, x in enumerate(leaves)
-    if x is not None and jnp.issubdtype(jnp.result_type(x), jnp.floating)
-  ]
-  # Leaves reduced together by one variadic reduction keep their squares in
-  # its loop without the tie, which would only cost a select per element.
-  _, together, _ = _leaf_plan([leaves[i] for i in present])
-  free = {present[k] for g in together for k in g}
-  return [
-    x if x is None or i in free else zero_where(p < 0, x)
-    for i, (x, p) in enumerate(zip(leaves, powers))
-  ]
+  return _xla.run_keeping_state(fn, args, keep)
 
 
 def _one_division(norm, threshold, clipped, keep) -> jax.Array:
@@ -1266,14 +844,7 @@ def any_nonfinite(
     return jnp.array(False)
   if not computed:
     return jnp.logical_not(jnp.isfinite(global_power(leaves, 1)))
-  acc = jnp.zeros([], jnp.float32)
-  for x in leaves:
-    zero = x * jnp.zeros([], x.dtype)
-    if jnp.iscomplexobj(zero):
-      zero = zero.real + zero.imag
-    zero = zero + (acc * 0).astype(zero.dtype)  # waits for the previous sum
-    acc = acc + jnp.sum(_fence(zero), dtype=jnp.float32)
-  return jnp.logical_not(jnp.isfinite(acc))
+  return _xla.any_nonfinite_computed(leaves)
 
 
 def count_where(

@@ -4,15 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.extend import core as jcore
 
 from optaxclip import _core
 
@@ -91,104 +88,6 @@ def next_skip_stats(
   )
 
 
-def _is_array(x: Any) -> bool:
-  return isinstance(x, (jax.Array, np.ndarray, np.generic))
-
-
-def _run_selecting(
-  fn: Callable[..., tuple[Any, Any]],
-  args: tuple[Any, ...],
-  select: Callable[[int, jax.Array], jax.Array],
-  state_def: Any,
-) -> tuple[list[Any], list[Any], Any]:
-  """``fn(*args)``, each state output replaced by ``select`` where it is made.
-
-  ``fn`` returns ``(updates, state)``. Its program is traced and evaluated
-  equation by equation (as :func:`jax.core.eval_jaxpr` does); the moment an
-  equation produces the value of state leaf ``j``, that value is replaced by
-  ``select(j, value)`` for every later use, the updates' computation
-  included, as well as for the output. With ``select`` keeping the old
-  leaf on a skipped step, the updates of an accepted step are unchanged
-  (the selected value *is* the new one), and XLA sees each new state leaf
-  written once, in place of the old one, then read by the updates, as in
-  the unwrapped step. Selecting only the outputs instead leaves the new
-  state read twice (by the updates and by the select), which on the CPU
-  backend costs a fresh copy of the whole state every step (finding 3 of
-  ``benchmarks/README.md``).
-
-  Args:
-    fn: ``(updates, state, params, extra_args) -> (updates, state)``.
-    args: its arguments; leaves that are not arrays stay Python values.
-    select: ``(state leaf index, new value) -> value to use``.
-    state_def: the tree structure the state must keep.
-
-  Returns:
-    ``(update_leaves, state_leaves, update_treedef)``.
-
-  Raises:
-    ValueError: if ``fn`` returns a state of another structure.
-  """
-  flat, treedef = jax.tree.flatten(args)
-  dynamic = [i for i, x in enumerate(flat) if _is_array(x)]
-  trees = []
-
-  def flat_fn(*xs):
-    full = list(flat)
-    for i, x in zip(dynamic, xs):
-      full[i] = x
-    updates, state = fn(*jax.tree.unflatten(treedef, full))
-    u, u_def = jax.tree.flatten(updates)
-    s, s_def = jax.tree.flatten(state)
-    trees.append((len(u), u_def, s_def))
-    return u + s
-
-  closed = jax.make_jaxpr(flat_fn)(*[flat[i] for i in dynamic])
-  n_u, u_def, s_def = trees[0]
-  if s_def != state_def:
-    raise ValueError(
-      "optaxclip: the wrapped transformation returned a state of structure "
-      f"{s_def}, but its state has structure {state_def}; a skip wrapper "
-      "can only guard transformations whose state keeps its structure."
-    )
-  jaxpr = closed.jaxpr
-  outs = jaxpr.outvars
-  first: dict[Any, int] = {}
-  for j, v in enumerate(outs[n_u:]):
-    if isinstance(v, jcore.Var):
-      first.setdefault(v, j)
-  env: dict[Any, Any] = {}
-  raw: dict[Any, Any] = {}
-
-  def write(v, x):
-    if v in first:
-      raw[v] = x
-      x = select(first[v], x)
-    env[v] = x
-
-  def read(v):
-    return v.val if isinstance(v, jcore.Literal) else env[v]
-
-  for v, x in zip(jaxpr.constvars, closed.consts):
-    env[v] = x
-  for v, i in zip(jaxpr.invars, dynamic):
-    write(v, flat[i])
-  for eqn in jaxpr.eqns:
-    params = eqn.primitive.get_bind_params(eqn.params)
-    with eqn.ctx.manager:
-      ans = eqn.primitive.bind(*map(read, eqn.invars), **params)
-    if not eqn.primitive.multiple_results:
-      ans = [ans]
-    for v, x in zip(eqn.outvars, ans):
-      write(v, x)
-  state = []
-  for j, v in enumerate(outs[n_u:]):
-    if isinstance(v, jcore.Var) and first[v] == j:
-      state.append(env[v])
-    else:  # a literal, or a value that is also an earlier state leaf
-      state.append(select(j, raw[v] if isinstance(v, jcore.Var) else v.val))
-  return [read(v) for v in outs[:n_u]], state, u_def
-
-
 def guarded_update(
   inner: optax.GradientTransformation,
   skip_before: jax.Array,
@@ -203,10 +102,10 @@ def guarded_update(
 
   A skipped step returns zero updates and the old inner state, untouched;
   ``inner`` then sees zero gradients, so NaN gradients never reach its
-  arithmetic. The choice between new and old state is made where each new
-  state leaf is computed (see :func:`_run_selecting`), so that an accepted
-  step costs what the inner step costs, plus a select that XLA fuses into
-  it.
+  arithmetic. Each state leaf is chosen between new and old by a select,
+  with no conditional (on the CPU, where each new state leaf is computed:
+  see :func:`_core.run_keeping_state`), so that an accepted step costs
+  what the inner step costs, plus a select that XLA fuses into it.
 
   Args:
     inner: the wrapped transformation.
@@ -241,19 +140,10 @@ def guarded_update(
     skipped = jnp.logical_or(skip_before, bad_out)
   # The mask reads every leaf's norm: computed once (see `materialize`).
   (skipped,) = _core.materialize(skipped)
-  old = jax.tree.leaves(inner_state)
-
-  def select(j, new):
-    if new is old[j]:
-      return new
-    return jnp.where(skipped, old[j], new)
-
-  state_def = jax.tree.structure(inner_state)
-  u, s, u_def = _run_selecting(
+  u, s, u_def, state_def = _core.run_keeping_state(
     lambda g, st, p, e: inner.update(g, st, p, **e),
     (zeroed(skipped), inner_state, params, extra_args),
-    select,
-    state_def,
+    skipped,
   )
   _core.check_leaves(u, "skip wrapper")
   u = [_core.zero_where(skipped, x) for x in u]
@@ -298,8 +188,10 @@ def skip_nonfinite(
   skipped step ``inner`` sees zero gradients, and each leaf of its new
   state is chosen between new and old right where the inner step computes
   it, so the accepted step's updates read the chosen state and XLA writes
-  every state leaf once, in place (the inner step is traced and evaluated
-  equation by equation for this; :func:`_run_selecting`). With
+  every state leaf once, in place (on the CPU the inner step is traced and
+  evaluated equation by equation for this). There is no conditional: on a
+  GPU or TPU the choice is a select on the inner step's outputs; no GPU
+  measurement has shown that a conditional would be faster. With
   ``check_updates`` the inner updates are computed once more before the
   choice, only to be checked.
 

@@ -29,6 +29,7 @@ from jax.sharding import PartitionSpec as P
 
 import optaxclip
 from optaxclip import _core
+from optaxclip import _xla
 
 CASES = pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 PROBE = "probe"  # the name= every case is built with where names matter
@@ -557,7 +558,7 @@ def _compiled_text(case: Case, n_leaves: int) -> str:
 @functools.cache
 def _compiled_text_of(name: str, n_leaves: int) -> str:
   (case,) = [c for c in REGISTRY if c.name == name]
-  # 65,792 elements: above `_core._SMALL_LEAF`, so no leaf is bucketed.
+  # 65,792 elements: above `_xla._SMALL_LEAF`, so no leaf is bucketed.
   leaf = jax.ShapeDtypeStruct((257, 256), jnp.float32)
   params = {f"w{i:03d}": leaf for i in range(n_leaves)}
   tx = pipeline(case)

@@ -24,6 +24,7 @@ from flax import nnx
 
 import optaxclip
 from optaxclip import _core
+from optaxclip import _xla
 
 ORDS = (1, 2, "inf")
 
@@ -65,7 +66,7 @@ def random_leaves(rng, shapes, dtypes=(np.float32,), scale=1.0):
 # Mixed ranks, an empty leaf, and one leaf above `_SMALL_LEAF` elements,
 # which is reduced on its own rather than in a bucket.
 MIXED = [(), (1,), (3, 5), (2, 3, 4), (0, 3), (7,), (2, 2, 2, 2), (300, 230)]
-assert math.prod(MIXED[-1]) > _core._SMALL_LEAF
+assert math.prod(MIXED[-1]) > _xla._SMALL_LEAF
 
 
 # ---------------------------------------------------------------------------
@@ -96,19 +97,30 @@ def test_global_power_and_leaf_powers_match_numpy(rng, ord):
   )
 
 
+def all_eqns(jaxpr):
+  """The equations of a jaxpr and of every jaxpr nested in it (branches)."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for value in eqn.params.values():
+      for v in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(v, "jaxpr", v)
+        if hasattr(inner, "eqns"):
+          yield from all_eqns(inner)
+
+
 @pytest.mark.parametrize("ord", ORDS)
 def test_many_small_leaves_fill_several_buckets(rng, ord, monkeypatch):
   # More leaves than fit one bucket: segment reductions must keep each
   # leaf's power in its own slot, in order. (Buckets shrunk to 8 leaves so
   # that this compiles quickly; the code path is the same.)
-  monkeypatch.setattr(_core, "_BUCKET_LEAVES", 8)
-  n = _core._BUCKET_LEAVES * 2 + 3
+  monkeypatch.setattr(_xla, "_BUCKET_LEAVES", 8)
+  n = _xla._BUCKET_LEAVES * 2 + 3
   shapes = [(int(k),) for k in rng.integers(1, 9, n)]
   leaves = random_leaves(rng, shapes)
-  buckets, singles = _core._buckets(leaves)
+  buckets, singles = _xla._buckets(leaves)
   assert len(buckets) == 3 and not singles
   assert sorted(i for b in buckets for i in b) == list(range(n))
-  assert all(len(b) <= _core._BUCKET_LEAVES for b in buckets)
+  assert all(len(b) <= _xla._BUCKET_LEAVES for b in buckets)
   norm, powers = _measure(leaves, ord)
   np.testing.assert_allclose(
     np.array(powers, np.float64),
@@ -126,16 +138,16 @@ def test_mid_sized_leaves_of_one_shape_are_reduced_together(rng, ord):
   # own groups; one leaf holds a NaN and one an inf, which must stay in
   # their own slots.
   shape = (64, 80)
-  assert _core._SMALL_LEAF < math.prod(shape) <= _core._TOGETHER_ELEMENTS
+  assert _xla._SMALL_LEAF < math.prod(shape) <= _xla._TOGETHER_ELEMENTS
   leaves = random_leaves(rng, [shape] * 40, (np.float32, jnp.bfloat16))
   leaves[5] = leaves[5].at[3, 7].set(jnp.nan)
   leaves[12] = leaves[12].at[0, 0].set(-jnp.inf)
-  buckets, together, singles = _core._leaf_plan(leaves)
+  buckets, together, singles = _xla._leaf_plan(leaves)
   assert not buckets and not singles
   assert [len(g) for g in together] == [16, 4, 16, 4]
   assert all(len({leaves[i].dtype for i in g}) == 1 for g in together)
   jaxpr = jax.make_jaxpr(lambda x: _core.leaf_powers(x, ord))(leaves)
-  variadic = [e for e in jaxpr.eqns if e.primitive.name == "reduce"]
+  variadic = [e for e in all_eqns(jaxpr.jaxpr) if e.primitive.name == "reduce"]
   assert sorted(len(e.outvars) for e in variadic) == [4, 4, 16, 16]
   powers = np.array(jax.jit(_core.leaf_powers, static_argnums=1)(leaves, ord))
   want = np.array([np_power(x, ord) for x in leaves])
@@ -146,7 +158,7 @@ def test_mid_sized_leaves_of_one_shape_are_reduced_together(rng, ord):
 
 
 def test_only_equal_mid_sized_floating_leaves_are_reduced_together():
-  big = (_core._TOGETHER_ELEMENTS + 1,)
+  big = (_xla._TOGETHER_ELEMENTS + 1,)
   leaves = [
     jnp.ones((70, 70)),  # 4900 elements: grouped with the next one
     jnp.ones((70, 70)),
@@ -156,21 +168,21 @@ def test_only_equal_mid_sized_floating_leaves_are_reduced_together():
     jnp.ones((5000,), jnp.complex64),  # complex: on its own
     jnp.ones((3, 3)),  # small: bucket
   ]
-  buckets, together, singles = _core._leaf_plan(leaves)
+  buckets, together, singles = _xla._leaf_plan(leaves)
   assert buckets == [[6]] and together == [[0, 1]]
   assert singles == [2, 3, 4, 5]
   # A leaf reduced in a group is returned as it is by `tie`; the others are
   # tied to their power by a select.
   jaxpr = jax.make_jaxpr(_core.tie)(leaves, [jnp.float32(1)] * len(leaves))
-  selects = [e for e in jaxpr.eqns if e.primitive.name == "select_n"]
+  selects = [e for e in all_eqns(jaxpr.jaxpr) if e.primitive.name == "select_n"]
   assert len(selects) == len(leaves) - 2
 
 
 def test_buckets_split_by_element_count_and_dtype(monkeypatch):
-  monkeypatch.setattr(_core, "_BUCKET_ELEMENTS", 10)
+  monkeypatch.setattr(_xla, "_BUCKET_ELEMENTS", 10)
   leaves = [jnp.ones(4), jnp.ones(4), jnp.ones(4), jnp.ones(3, jnp.bfloat16)]
   leaves.append(jnp.ones(2, jnp.complex64))
-  buckets, singles = _core._buckets(leaves)
+  buckets, singles = _xla._buckets(leaves)
   # 4 + 4 fit in 10, the third f32 leaf opens a new bucket; bf16 leaves
   # accumulate in float32 too, so they share it; complex is on its own.
   assert buckets == [[0, 1], [2, 3]]
@@ -666,7 +678,7 @@ def test_pack_returns_values_bit_for_bit():
     jnp.array([1.5, -0.0, np.inf], jnp.float32),
     jnp.array([[True, False]]),
   ]
-  for fn in (_core._pack, jax.jit(_core._pack)):
+  for fn in (_xla._pack, jax.jit(_xla._pack)):
     out = fn(values)
     assert len(out) == len(values)
     for want, got in zip(values, out):
@@ -677,12 +689,12 @@ def test_pack_returns_values_bit_for_bit():
 
 def test_pack_is_differentiable_and_batchable():
   def f(x):
-    a, b = _core._pack([x * x, jnp.sum(x)])
+    a, b = _xla._pack([x * x, jnp.sum(x)])
     return a.sum() + 3 * b
 
   grad = jax.grad(f)(jnp.arange(3.0))
   chex.assert_trees_all_close(grad, 2 * jnp.arange(3.0) + 3)
-  out = jax.vmap(lambda x: _core._pack([x, x > 1])[1])(jnp.array([0.0, 2.0]))
+  out = jax.vmap(lambda x: _xla._pack([x, x > 1])[1])(jnp.array([0.0, 2.0]))
   np.testing.assert_array_equal(np.asarray(out), [False, True])
 
 

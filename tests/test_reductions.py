@@ -20,6 +20,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from optaxclip import _core
+from optaxclip import _xla
 
 ORDS = (1, 2, "inf")
 
@@ -60,11 +61,11 @@ SHAPES += [(300, 230)]
 
 def test_plan_routes_every_leaf_once(rng):
   leaves = _leaves(rng, SHAPES)
-  groups, buckets, singles = _core._plan(leaves)
+  groups, buckets, singles = _xla._plan(leaves)
   seen = sorted(i for g in groups for i in g)
   seen += sorted(i for b in buckets for i in b) + sorted(singles)
   assert sorted(seen) == list(range(len(leaves)))
-  assert all(1 < len(g) <= _core._GROUP_LEAVES for g in groups)
+  assert all(1 < len(g) <= _xla._GROUP_LEAVES for g in groups)
   for g in groups:
     assert len({leaves[i].shape for i in g}) == 1
   # 35 = 16 + 16 + 3 and 17 = 16 + 1: the lone 17th goes to a bucket.
@@ -152,11 +153,11 @@ def test_differently_sharded_leaves_are_never_combined(rng, mesh2d):
 
     @jax.jit
     def run(ls):
-      groups, buckets, _ = _core._plan(ls)
+      groups, buckets, _ = _xla._plan(ls)
       for g in groups:
         assert len({jax.typeof(ls[i]).sharding.spec for i in g}) == 1
       for b in buckets:  # only leaves without explicit sharding
-        assert all(_core._replicated(ls[i]) for i in b)
+        assert all(_xla._replicated(ls[i]) for i in b)
       assert len(groups) == 4
       return _core.global_power(ls, 2)
 
