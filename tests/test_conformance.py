@@ -29,7 +29,6 @@ from jax.sharding import PartitionSpec as P
 
 import optaxclip
 from optaxclip import _core
-from optaxclip import _xla
 
 CASES = pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 PROBE = "probe"  # the name= every case is built with where names matter

@@ -85,9 +85,12 @@ def runtime_conditionals(module_text: str) -> list[str]:
     for region in op.regions:
       for block in region.blocks:
         for inner in block.operations:
-          if inner.name in _CONDITIONALS and len(inner.regions) > 1:
-            if not _is_static(inner.operands[0]):
-              found.append(_where(inner))
+          if (
+            inner.name in _CONDITIONALS
+            and len(inner.regions) > 1
+            and not _is_static(inner.operands[0])
+          ):
+            found.append(_where(inner))
           walk(inner.operation)
 
   with mlir.make_ir_context():
