@@ -11,11 +11,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
-
-@_core.register_stats_type
-class SkipStats(NamedTuple):
+SkipStats = _stats.stats_type(
+  "SkipStats",
   """Statistics of a skipping wrapper (the fields of ClipStats, and more).
 
   Attributes:
@@ -29,17 +31,10 @@ class SkipStats(NamedTuple):
     step: number of steps seen so far (skipped or not).
     skip_count: steps skipped so far, for any reason.
     consecutive_skips: skips in a row up to this step (0 after a good step).
-  """
-
-  norm_before: jax.Array
-  norm_after: jax.Array
-  threshold: jax.Array
-  scale: jax.Array
-  clipped: jax.Array
-  nonfinite_count: jax.Array
-  step: jax.Array
-  skip_count: jax.Array
-  consecutive_skips: jax.Array
+  """,
+  "skip_count",
+  "consecutive_skips",
+)
 
 
 class SkipState(NamedTuple):
@@ -58,7 +53,9 @@ class SkipState(NamedTuple):
 def init_skip_stats() -> SkipStats:
   """Statistics of a skipping wrapper before its first step."""
   zero = jnp.zeros([], jnp.int32)
-  return SkipStats(*_core.init_stats(), skip_count=zero, consecutive_skips=zero)
+  return SkipStats(
+    *_stats.init_stats(), skip_count=zero, consecutive_skips=zero
+  )
 
 
 def next_skip_stats(
@@ -72,8 +69,8 @@ def next_skip_stats(
 ) -> SkipStats:
   """Statistics after one step of a skipping wrapper."""
   skipped_i = skipped.astype(jnp.int32)
-  base = _core.next_stats(
-    _core.ClipStats(*prev[:7]),
+  base = _stats.next_stats(
+    _stats.ClipStats(*prev[:7]),
     finite=jnp.logical_not(nonfinite),
     norm_before=norm_before,
     norm_after=jnp.where(skipped, 0.0, norm_after),
@@ -104,7 +101,7 @@ def guarded_update(
   ``inner`` then sees zero gradients, so NaN gradients never reach its
   arithmetic. Each state leaf is chosen between new and old by a select,
   with no conditional (on the CPU, where each new state leaf is computed:
-  see :func:`_core.run_keeping_state`), so that an accepted step costs
+  see :func:`_scaling.run_keeping_state`), so that an accepted step costs
   what the inner step costs, plus a select that XLA fuses into it.
 
   Args:
@@ -116,7 +113,7 @@ def guarded_update(
     extra_args: extra arguments, forwarded to ``inner``.
     check_updates: also skip when the inner step's updates are not finite
       (static). They are then computed once more before the state is
-      chosen, and checked with :func:`_core.any_nonfinite`.
+      chosen, and checked with :func:`_norms.any_nonfinite`.
 
   Returns:
     ``(updates, inner_state, skipped, bad_updates)``; ``bad_updates``
@@ -126,7 +123,7 @@ def guarded_update(
   inner = optax.with_extra_args_support(inner)
 
   def zeroed(skip):
-    return jax.tree.map(lambda g: _core.zero_where(skip, g), updates)
+    return jax.tree.map(lambda g: _scaling.zero_where(skip, g), updates)
 
   skipped = skip_before
   bad_out = jnp.array(False)
@@ -135,18 +132,18 @@ def guarded_update(
       zeroed(skip_before), inner_state, params, **extra_args
     )
     out_leaves = jax.tree.leaves(trial)
-    _core.check_leaves(out_leaves, "skip wrapper")
-    bad_out = _core.any_nonfinite(out_leaves, computed=True)
+    _validation.check_leaves(out_leaves, "skip wrapper")
+    bad_out = _norms.any_nonfinite(out_leaves, computed=True)
     skipped = jnp.logical_or(skip_before, bad_out)
   # The mask reads every leaf's norm: computed once (see `materialize`).
-  (skipped,) = _core.materialize(skipped)
-  u, s, u_def, state_def = _core.run_keeping_state(
+  (skipped,) = _scaling.compute_once(skipped)
+  u, s, u_def, state_def = _scaling.run_keeping_state(
     lambda g, st, p, e: inner.update(g, st, p, **e),
     (zeroed(skipped), inner_state, params, extra_args),
     skipped,
   )
-  _core.check_leaves(u, "skip wrapper")
-  u = [_core.zero_where(skipped, x) for x in u]
+  _validation.check_leaves(u, "skip wrapper")
+  u = [_scaling.zero_where(skipped, x) for x in u]
   return (
     jax.tree.unflatten(u_def, u),
     jax.tree.unflatten(state_def, s),
@@ -236,22 +233,22 @@ def skip_nonfinite(
   empty pytree          passed through
   ===================== ==================================================
   """
-  _core.check_name(name)
+  _validation.check_name(name)
   if not isinstance(inner, optax.GradientTransformation):
     raise TypeError(
       "optaxclip.skip_nonfinite: `inner` must be an optax "
       f"GradientTransformation, got {type(inner).__name__}."
     )
-  _core.check_flag(check_updates, "check_updates", "skip_nonfinite")
+  _validation.check_flag(check_updates, "check_updates", "skip_nonfinite")
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
-    return SkipState(inner.init(params), _core.named(name, init_skip_stats()))
+    return SkipState(inner.init(params), _stats.named(name, init_skip_stats()))
 
   def update_fn(updates, state, params=None, **extra_args):
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, "skip_nonfinite")
-    in_norm = _core.root(_core.global_power(leaves, 2), 2)
+    _validation.check_leaves(leaves, "skip_nonfinite")
+    in_norm = _norms.root(_norms.global_power(leaves, 2), 2)
     bad_in = ~jnp.isfinite(in_norm)
     new_updates, inner_state, skipped, _ = guarded_update(
       inner,
@@ -263,12 +260,12 @@ def skip_nonfinite(
       check_updates=check_updates,
     )
     new = next_skip_stats(
-      _core.unnamed(state.stats),
+      _stats.unnamed(state.stats),
       skipped=skipped,
       nonfinite=skipped,
       norm_before=in_norm,
       norm_after=in_norm,
     )
-    return new_updates, SkipState(inner_state, _core.named(name, new))
+    return new_updates, SkipState(inner_state, _stats.named(name, new))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -612,7 +612,7 @@ def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
     return list(leaves)
 
   def cpu(xs, ps):
-    return [_zero_where(p < 0, x) for x, p in zip(xs, ps)]
+    return [zero_where(p < 0, x) for x, p in zip(xs, ps)]
 
   def default(xs, ps):
     del ps
@@ -627,7 +627,13 @@ def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:
   return out
 
 
-def _zero_where(pred: jax.Array, x: jax.Array) -> jax.Array:
+def zero_where(pred: jax.Array, x: jax.Array) -> jax.Array:
+  """``x`` with zeros where the scalar (or broadcastable) ``pred`` holds.
+
+  Not a workaround (``_scaling.zero_where`` is this), but the CPU forms
+  here use it. ``lax.select`` rather than ``jnp.where`` (no nested jit per
+  leaf); the predicate is broadcast with the leaf's sharding.
+  """
   sharding = None if _replicated(x) else jax.typeof(x).sharding
   pred = jnp.broadcast_to(pred, jnp.shape(x), out_sharding=sharding)
   return jax.lax.select(pred, jnp.zeros_like(x), x)

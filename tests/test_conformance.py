@@ -27,7 +27,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _paths
+from optaxclip import _stats
 
 CASES = pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 PROBE = "probe"  # the name= every case is built with where names matter
@@ -472,7 +473,7 @@ def test_stats_found_in_every_container(case):
     _, states = run(tx, case, grads, params, 2)
     found = optaxclip.stats(states[-1])
     assert PROBE in found, (where, list(found))
-    assert isinstance(found[PROBE], tuple(_core._STATS_TYPES)), where
+    assert isinstance(found[PROBE], tuple(_stats._STATS_TYPES)), where
     assert int(found[PROBE].step) == 2, where
     # Traced states give the same names, in the same order.
     traced = jax.eval_shape(optaxclip.stats, states[-1])
@@ -516,7 +517,7 @@ def test_stats_found_in_nnx_optimizer(case):
   maybe_skip(case, "stats")
   params, grads = make_params(), make_grads(2)
   model = _Model(params)
-  assert _core.leaf_paths(nnx.state(model, nnx.Param)) == _core.leaf_paths(
+  assert _paths.leaf_paths(nnx.state(model, nnx.Param)) == _paths.leaf_paths(
     params
   )
   opt = nnx.Optimizer(model, pipeline(case, name=PROBE), wrt=nnx.Param)

@@ -1,6 +1,6 @@
 # Copyright 2026 The optaxclip authors.
 # SPDX-License-Identifier: Apache-2.0
-"""How ``_core`` reduces many leaves: groups, buckets and single leaves.
+"""How ``_xla`` reduces many leaves on the CPU: groups, buckets, singles.
 
 ``global_reduce`` sums leaves of one shape elementwise (in groups), concatenates
 the other small leaves (in buckets) and reduces the rest one by one; whatever
@@ -19,7 +19,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from optaxclip import _core
+from optaxclip import _norms
 from optaxclip import _xla
 
 ORDS = (1, 2, "inf")
@@ -42,7 +42,7 @@ def np_power(leaves, ord):
 
 @functools.partial(jax.jit, static_argnums=1)
 def _power(leaves, ord):
-  return _core.global_power(leaves, ord)
+  return _norms.global_power(leaves, ord)
 
 
 def _leaves(rng, shapes, dtype=np.float32):
@@ -104,7 +104,7 @@ def test_float64_groups_accumulate_in_float64(rng):
   with jax.enable_x64(True):
     leaves = [jnp.asarray(x, jnp.float64) for x in _leaves(rng, [(9,)] * 20)]
     leaves[3] = leaves[3].at[0].set(1e150)
-    got = _core.global_power(leaves, 2)
+    got = _norms.global_power(leaves, 2)
     assert got.dtype == jnp.float64
     np.testing.assert_allclose(float(got), np_power(leaves, 2), rtol=1e-12)
 
@@ -137,7 +137,7 @@ def test_count_where_uses_each_leaf_dtype(rng):
 
   want = sum(int(np.sum(np.asarray(predicate(x)))) for x in leaves)
   n = sum(x.size for x in leaves)
-  got = jax.jit(lambda ls: _core.count_where(ls, predicate))(leaves)
+  got = jax.jit(lambda ls: _norms.count_where(ls, predicate))(leaves)
   assert float(got) * n == pytest.approx(want)
 
 
@@ -159,7 +159,7 @@ def test_differently_sharded_leaves_are_never_combined(rng, mesh2d):
       for b in buckets:  # only leaves without explicit sharding
         assert all(_xla._replicated(ls[i]) for i in b)
       assert len(groups) == 4
-      return _core.global_power(ls, 2)
+      return _norms.global_power(ls, 2)
 
     got = run(sharded)
   np.testing.assert_allclose(float(got), want, rtol=2e-6)

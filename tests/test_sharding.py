@@ -21,7 +21,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _stats
 from optaxclip import _xla
 
 
@@ -69,7 +70,7 @@ def shardings(tree):
 
 
 def stats_of(state):
-  return _core.unnamed(state.stats)
+  return _stats.unnamed(state.stats)
 
 
 def test_root_conftest_gives_8_cpu_devices():
@@ -131,7 +132,7 @@ def test_mid_sized_leaves_are_reduced_together_per_sharding(rng, mesh2d):
     sgrads = shard(grads, mesh2d, dict(zip(grads, specs)))
     leaves = jax.tree.leaves(sgrads)
     assert _xla._leaf_plan(leaves) == ([], [[0, 1, 2]], [3, 4])
-    powers = jax.jit(lambda x: _core.leaf_powers(x, 2))(leaves)
+    powers = jax.jit(lambda x: _norms.leaf_powers(x, 2))(leaves)
     got, _ = jax.jit(tx.update)(sgrads, tx.init(sgrads))
     assert shardings(got) == shardings(sgrads)
   np.testing.assert_allclose(

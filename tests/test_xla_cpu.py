@@ -28,7 +28,7 @@ from test_conformance import CASES
 from test_conformance import pipeline
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _norms
 
 pytestmark = pytest.mark.skipif(
   jax.default_backend() != "cpu",
@@ -115,7 +115,7 @@ def test_kernels_reading_scalars_finds_a_wide_kernel():
   assert list(_kernels_reading_scalars(text, 32).values()) == [48]
 
   def total_once(xs):
-    return jnp.sum(_core.stack_scalars([jnp.sum(x) for x in xs]))
+    return jnp.sum(_norms.stack_scalars([jnp.sum(x) for x in xs]))
 
   text = jax.jit(total_once).lower(leaves).compile().as_text()
   assert not _kernels_reading_scalars(text, 32)
