@@ -85,15 +85,17 @@ def clip_by_value(
     _validation.check_leaves(leaves, fn, allow_complex=False)
     delta = _validation.resolve(max_delta, prev.step)
     finite = jnp.logical_not(_norms.any_nonfinite(leaves))
-    _scaling.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
+    finite = _scaling.good_step(finite, delta)
+    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step, delta)
     keep = _scaling.keep_mask(finite, nonfinite)
     out = []
     for x in leaves:
       d = jnp.asarray(delta).astype(x.dtype)
       y = jnp.clip(x, -d, d)
-      out.append(
-        y if keep is None else jnp.where(keep, y, jnp.zeros((), y.dtype))
-      )
+      if keep is None:
+        out.append(_scaling.nan_unless_valid(y, delta))
+      else:
+        out.append(jnp.where(keep, y, jnp.zeros((), y.dtype)))
     frac = _norms.count_where(
       leaves, lambda x: jnp.abs(x) > jnp.asarray(delta, x.dtype)
     )

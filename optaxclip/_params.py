@@ -20,7 +20,7 @@ def _check_bounds(lo, hi, fn):
     if callable(v) or _validation._is_traced(v):
       continue
     a = np.asarray(v)
-    if a.ndim or not np.issubdtype(a.dtype, np.number) or np.isnan(a):
+    if a.ndim or not jnp.issubdtype(a.dtype, jnp.number) or np.isnan(a):
       raise ValueError(
         f"optaxclip.{fn}: `{arg}` must be a real scalar, got {v!r}."
       )
@@ -99,7 +99,7 @@ def clip_params(
     lo = _validation.resolve(min_value, prev.step)
     hi = _validation.resolve(max_value, prev.step)
     finite = jnp.logical_not(_norms.any_nonfinite(leaves))
-    _scaling.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
+    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step)
     keep = _scaling.keep_mask(finite, nonfinite)
     out, new_w = [], []
     for u, p in zip(leaves, p_leaves):
@@ -198,7 +198,8 @@ def max_norm_constraint(
       clipped.append(cl)
       powers.append(jnp.sum(pw))
     finite = jnp.isfinite(_norms.combine(powers, 2))
-    _scaling.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
+    finite = _scaling.good_step(finite, c)
+    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step, c)
     keep = _scaling.keep_mask(finite, nonfinite)
     if keep is not None:
       out = [jnp.where(keep, y, jnp.zeros((), y.dtype)) for y in out]

@@ -42,8 +42,9 @@ def clip_factor(
 
   A norm equal to the threshold is left alone. Under ``"propagate"`` a
   non-finite norm gives ``threshold / norm`` (NaN for NaN, 0 for inf), as
-  :func:`optax.clip_by_global_norm` does; otherwise a NaN norm gives 1 and
-  the caller zeroes the step through ``keep`` (see :func:`keep_mask`).
+  :func:`optax.clip_by_global_norm` does, and a negative or NaN threshold
+  gives NaN; otherwise a NaN norm gives 1 and the caller zeroes the step
+  through ``keep`` (see :func:`keep_mask` and :func:`threshold_valid`).
 
   Written as one division at the end, ``where(clipped, threshold, 1) /
   where(clipped, norm, 1)``, so that the value is one expression of the
@@ -58,12 +59,15 @@ def clip_factor(
   Returns:
     ``(factor, clipped)``, in the norm's dtype and as a boolean.
   """
+  at_run_time = isinstance(threshold, jax.Array)
   threshold = jnp.asarray(threshold, jnp.result_type(norm))
   clipped = norm > threshold
   big = clipped
   if policy == "propagate":
     big = jnp.logical_or(clipped, ~jnp.isfinite(norm))
   num = jnp.where(big, threshold, 1)
+  if policy == "propagate" and at_run_time:
+    num = jnp.where(threshold >= 0, num, jnp.nan)
   if keep is not None:
     num = jnp.where(keep, num, 0)
   return num / jnp.where(big, norm, 1), clipped
@@ -97,12 +101,27 @@ def scale_leaf(x: jax.Array, factor, keep=None) -> jax.Array:
 zero_where = _xla.zero_where
 
 
-def _raise_nonfinite(fn: str, name: str, norm, step) -> None:
+def _raise_nonfinite(fn: str, name: str, norm, step, threshold=None) -> None:
+  if threshold is not None and not np.all(np.asarray(threshold) >= 0):
+    what = (
+      f"threshold {np.asarray(threshold)} is negative or NaN (from a "
+      "schedule or an injected hyperparameter)"
+    )
+    fix = "Make the schedule or hyperparameter return values >= 0."
+  else:
+    what = (
+      "non-finite (NaN or Inf) updates"
+      if norm is None
+      else f"non-finite gradient norm {norm}"
+    )
+    fix = (
+      "Find the source of the NaN/Inf (e.g. jax.config.update("
+      "'jax_debug_nans', True)), or use nonfinite='zero' / "
+      "optaxclip.skip_nonfinite to skip such steps."
+    )
   raise FloatingPointError(
-    f"optaxclip.{fn} (name={name!r}): non-finite gradient norm {norm} at "
-    f"step {int(step)} with nonfinite='error'. Find the source of the NaN/Inf "
-    "(e.g. jax.config.update('jax_debug_nans', True)), or use "
-    "nonfinite='zero' / optaxclip.skip_nonfinite to skip such steps."
+    f"optaxclip.{fn} (name={name!r}): {what} at step {int(step)} with "
+    f"nonfinite='error'. {fix}"
   )
 
 
@@ -113,22 +132,81 @@ def check_finite(
   name: str,
   norm,
   step,
+  threshold=None,
 ) -> None:
   """Raises (through a host callback) when ``policy == "error"``.
 
-  The callback runs only on a non-finite step. Called eagerly it raises
+  The callback runs only on a bad step: non-finite updates, or a threshold
+  that arrived at run time negative or NaN (see :func:`threshold_valid`;
+  pass the threshold for the message). Called eagerly it raises
   :class:`FloatingPointError` at once; under ``jit`` the error surfaces when
   the step's results are next used on the host, as a ``JaxRuntimeError``
-  whose message contains the one above.
+  whose message contains the one above. This conditional around the
+  callback is the one ``nonfinite="error"`` keeps on every platform.
+
+  Args:
+    finite: whether the step is good (boolean scalar).
+    policy: the non-finite policy.
+    fn: public function name, for the message.
+    name: the clipper's name, for the message.
+    norm: the norm, for the message (None: not measured).
+    step: the step, for the message.
+    threshold: the threshold(s) applied, for the message (optional).
   """
   if policy != "error":
     return
   if not _validation._is_traced(finite):  # eager: raise right here
     if not bool(finite):
-      _raise_nonfinite(fn, name, norm, step)
+      _raise_nonfinite(fn, name, norm, step, threshold)
     return
   cb = functools.partial(_raise_nonfinite, fn, name)
-  jax.lax.cond(finite, lambda: None, lambda: jax.debug.callback(cb, norm, step))
+  jax.lax.cond(
+    finite,
+    lambda: None,
+    lambda: jax.debug.callback(cb, norm, step, threshold),
+  )
+
+
+def threshold_valid(*thresholds: Any) -> jax.Array | None:
+  """Whether thresholds that arrive at run time are >= 0 (not NaN).
+
+  A threshold given as a number is checked when the clipper is built; one
+  from a schedule, or set in :func:`optax.inject_hyperparams`'s state, is
+  only known at run time. A negative one would reverse the updates, a NaN
+  one turn clipping off. The result joins the step's finiteness (no extra
+  conditional or callback): under ``"zero"`` the step's updates are zero
+  and it is counted in ``nonfinite_count``, under ``"error"`` the clipper
+  raises, under ``"propagate"`` the updates are NaN.
+
+  Returns:
+    A boolean scalar, or None when every threshold is a Python or NumPy
+    number (already checked).
+  """
+  arrays = [t for t in thresholds if isinstance(t, jax.Array)]
+  if not arrays:
+    return None
+  return jnp.all(jnp.stack([jnp.all(t >= 0) for t in arrays]))
+
+
+def good_step(finite: jax.Array, *thresholds: Any) -> jax.Array:
+  """``finite``, and False if a run-time threshold is negative or NaN.
+
+  What a strategy passes to :func:`check_finite`, :func:`keep_mask` and
+  :func:`~optaxclip._stats.next_stats` as the step's finiteness; see
+  :func:`threshold_valid`.
+  """
+  valid = threshold_valid(*thresholds)
+  return finite if valid is None else jnp.logical_and(finite, valid)
+
+
+def nan_unless_valid(x: jax.Array, *thresholds: Any) -> jax.Array:
+  """``x``, or NaN where a run-time threshold is negative or NaN.
+
+  For ``"propagate"`` in strategies whose result is not a
+  :func:`clip_factor` (which does this itself).
+  """
+  valid = threshold_valid(*thresholds)
+  return x if valid is None else jnp.where(valid, x, jnp.nan).astype(x.dtype)
 
 
 def keep_mask(
@@ -185,8 +263,8 @@ def clip_global(
     ``(clipped_updates, stats)``; with ``also``, ``(clipped_updates,
     stats, also)``, ``also`` as a tuple.
   """
-  finite = jnp.isfinite(norm)
-  check_finite(finite, policy, fn, name, norm, prev.step)
+  finite = good_step(jnp.isfinite(norm), threshold)
+  check_finite(finite, policy, fn, name, norm, prev.step, threshold)
   keep = keep_mask(finite, policy, once=False)
   factor, clipped = clip_factor(norm, threshold, policy, keep)
   # The factor and mask that the leaves' kernels read come out of the
@@ -259,7 +337,8 @@ def clip_groups(
   # one for all) and the chain fuses into them. The statistics repeat the
   # same operations on the stacked vector.
   applied = [
-    clip_factor(_norms.root(p, ord), t, policy)[0] for p, t in zip(gpow, thr)
+    clip_factor(_norms.root(p, ord), t, policy)[0]
+    for p, t in zip(gpow, thresholds)
   ]
   # A factor that reads several leaves' norms is computed once, not copied
   # into each member's kernels (see `compute_once`; not through `next_stats`,
@@ -272,8 +351,8 @@ def clip_groups(
   factor, clipped = clip_factor(_norms.root(gpow, ord), thr, policy)
   total = _norms.combine(gpow, ord)
   norm_before = _norms.root(total, ord)
-  finite = jnp.isfinite(total)
-  check_finite(finite, policy, fn, name, norm_before, prev.step)
+  finite = good_step(jnp.isfinite(total), *thresholds)
+  check_finite(finite, policy, fn, name, norm_before, prev.step, thr)
   keep = keep_mask(finite, policy, once=False)
   after_pow = gpow * (factor**2 if ord == 2 else factor)
   norm_after = _norms.root(_norms.combine(after_pow, ord), ord)
@@ -316,6 +395,8 @@ NORM_EDGE_CASES = """
                         leaf NaN, an Inf norm zeroes finite elements);
                         ``"error"``: ``FloatingPointError`` (eagerly), or a
                         ``JaxRuntimeError`` carrying it under ``jit``
+  threshold < 0 or NaN  a bad step, as NaN gradients under each policy
+  at run time           (from a schedule or inject_hyperparams' state)
   bf16 / f16 leaves     norm accumulated and factor applied in float32,
                         product cast back: output dtypes = input dtypes
   integer leaves        ``TypeError`` naming the dtype

@@ -110,9 +110,9 @@ def adaptive_grad_clip(
       total.append(jnp.sum(gp))
       after.append(jnp.sum(gp * f**2))
     power = _norms.combine(total, 2)
-    finite = jnp.isfinite(power)
+    finite = _scaling.good_step(jnp.isfinite(power), lam)
     norm = _norms.root(power, 2)
-    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
+    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step, lam)
     keep = _scaling.keep_mask(finite, nonfinite)
     out = [_scaling.scale_leaf(g, f, keep) for g, f in zip(leaves, factors)]
     frac = _stats.fraction_true(clipped)

@@ -155,8 +155,10 @@ def clippy(
     powers = _norms.stack_scalars(_norms.leaf_powers(leaves, 2))
     total = _norms.combine(powers, 2)
     norm = _norms.root(total, 2)
-    finite = jnp.isfinite(total)
-    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
+    finite = _scaling.good_step(jnp.isfinite(total), rel, abs_)
+    _scaling.check_finite(
+      finite, nonfinite, fn, name, norm, prev.step, jnp.stack([rel, abs_])
+    )
     keep = _scaling.keep_mask(finite, nonfinite)
     factors = []
     for u, w in zip(leaves, p_leaves):
@@ -168,7 +170,10 @@ def clippy(
       bound = bound + jnp.asarray(abs_, dt)
       zero = mag == 0
       ratio = jnp.where(zero, 1, bound / jnp.where(zero, 1, mag))
-      factors.append(jnp.minimum(1, jnp.min(ratio, initial=1)).astype(f32))
+      f = jnp.minimum(1, jnp.min(ratio, initial=1)).astype(f32)
+      factors.append(
+        f if keep is not None else _scaling.nan_unless_valid(f, rel, abs_)
+      )
     (applied,) = _scaling.compute_once(factors)
     out = [_scaling.scale_leaf(u, s, keep) for u, s in zip(leaves, applied)]
     s = _norms.stack_scalars(factors)

@@ -75,24 +75,44 @@ def check_threshold(
     arr = np.asarray(value)
   except Exception as e:  # pragma: no cover - exotic inputs
     raise TypeError(f"{where} must be a number, got {value!r}.") from e
-  if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
+  # jnp's dtype tests know bfloat16 and the other ml_dtypes (NumPy's don't).
+  if arr.dtype == object or not jnp.issubdtype(arr.dtype, jnp.number):
     raise TypeError(f"{where} must be a number, got {value!r}.")
-  if np.iscomplexobj(arr):
+  if jnp.issubdtype(arr.dtype, jnp.complexfloating):
     raise TypeError(f"{where} must be a real number, got {value!r}.")
+  clip = _is_clip_threshold(arg, positive, upper)
   if arr.ndim != 0:
+    hint = " For different thresholds per layer use optaxclip.clip_by_layer."
     raise ValueError(
-      f"{where} must be a scalar, got an array of shape {arr.shape}. "
-      "For different thresholds per layer use optaxclip.clip_by_layer."
+      f"{where} must be a scalar, got an array of shape {arr.shape}."
+      f"{hint if clip else ''}"
     )
   v = float(arr)
   rng = "> 0" if positive else ">= 0"
   if upper is not None:
     rng += f" and <= {upper}"
   if math.isnan(v) or v < 0 or (positive and v == 0):
-    hint = "" if positive else " (0 zeroes the updates, inf disables it)"
+    hint = " (0 zeroes the updates, inf disables it)" if clip else ""
     raise ValueError(f"{where} must be {rng}{hint}, got {value!r}.")
   if upper is not None and v > upper:
     raise ValueError(f"{where} must be {rng}, got {value!r}.")
+
+
+# The arguments that are a clipping threshold: 0 zeroes the updates and inf
+# disables the clipper, and per-layer values belong to clip_by_layer. The
+# error hints say so for these only.
+_CLIP_THRESHOLDS = frozenset(
+  {"max_norm", "max_delta", "threshold", "clipping", "max_grad_norm"}
+)
+
+
+def _is_clip_threshold(arg: str, positive: bool, upper: float | None) -> bool:
+  name = arg.split("[")[0]
+  return (
+    not positive
+    and upper is None
+    and (name in _CLIP_THRESHOLDS or name in ("thresholds", "default"))
+  )
 
 
 def check_choice(value: Any, arg: str, fn: str, choices: Sequence[Any]) -> Any:
@@ -211,4 +231,6 @@ def require_params(params: Any, fn: str) -> None:
 
 def resolve(value: ThresholdOrSchedule, step: jax.Array) -> jax.Array:
   """A hyperparameter's value at ``step``: calls it if it is a schedule."""
-  return value(step) if callable(value) else value
+  # A schedule's value is an array even if it returns a Python number, so
+  # that it is checked at run time (`_scaling.threshold_valid`).
+  return jnp.asarray(value(step)) if callable(value) else value
