@@ -69,15 +69,17 @@ def root(power: jax.Array, ord: _validation.Ord) -> jax.Array:
   return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, power)))
 
 
-def _cross_device(
-  power: jax.Array, ord: _validation.Ord, axis_name
-) -> jax.Array:
-  """The one place where a norm is reduced across devices."""
+def _cross_device(value: jax.Array, op: str, axis_name) -> jax.Array:
+  """The one place where a norm is reduced across devices.
+
+  ``psum`` of powers (``op="sum"``), ``pmax`` for the L-infinity norm
+  (``op="max"``), over the mapped axis ``axis_name`` (None: no reduction).
+  """
   if axis_name is None:
-    return power
-  if ord == "inf":
-    return jax.lax.pmax(power, axis_name)
-  return jax.lax.psum(power, axis_name)
+    return value
+  if op == "max":
+    return jax.lax.pmax(value, axis_name)
+  return jax.lax.psum(value, axis_name)
 
 
 def global_reduce(
@@ -99,10 +101,7 @@ def global_reduce(
     total = jnp.zeros([], jnp.float32)
   else:
     total = _xla.reduce_all(leaves, elementwise, op)
-  if axis_name is not None:
-    red = jax.lax.pmax if op == "max" else jax.lax.psum
-    total = red(total, axis_name)
-  return total
+  return _cross_device(total, op, axis_name)
 
 
 def global_power(
@@ -133,7 +132,7 @@ def leaf_powers(
   out = _xla.reduce_each(
     leaves, functools.partial(_elementwise_power, ord=ord), _op(ord)
   )
-  return [_cross_device(p, ord, axis_name) for p in out]
+  return [_cross_device(p, _op(ord), axis_name) for p in out]
 
 
 def default_unit_axes(ndim: int, fn: str) -> tuple[int, ...]:

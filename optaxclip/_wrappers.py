@@ -135,7 +135,7 @@ def guarded_update(
     _validation.check_leaves(out_leaves, "skip wrapper")
     bad_out = _norms.any_nonfinite(out_leaves, computed=True)
     skipped = jnp.logical_or(skip_before, bad_out)
-  # The mask reads every leaf's norm: computed once (see `materialize`).
+  # The mask reads every leaf's norm: computed once (see `compute_once`).
   (skipped,) = _scaling.compute_once(skipped)
   u, s, u_def, state_def = _scaling.run_keeping_state(
     lambda g, st, p, e: inner.update(g, st, p, **e),

@@ -646,7 +646,7 @@ def test_assign_rules_first_rule_wins_and_errors_list_offenders():
     _paths.assign_rules(paths, ["enc/*", "enc/w"], "fn", has_default=True)
 
 
-def test_materialize_returns_values_unchanged_nan_first_too():
+def test_compute_once_returns_values_unchanged_nan_first_too():
   vec = jnp.array([jnp.nan, 1.0, jnp.inf])  # a NaN probe takes the 2nd branch
   mask = jnp.array([True, False])
   for fn in (
@@ -660,7 +660,7 @@ def test_materialize_returns_values_unchanged_nan_first_too():
   assert _scaling.compute_once() == ()
 
 
-def test_materialize_is_differentiable_and_batchable():
+def test_compute_once_is_differentiable_and_batchable():
   grad = jax.grad(lambda x: _scaling.compute_once(x * x)[0].sum())(
     jnp.arange(3.0)
   )
@@ -709,7 +709,7 @@ def test_pack_is_differentiable_and_batchable():
   np.testing.assert_array_equal(np.asarray(out), [False, True])
 
 
-def test_materialize_each_gives_the_elements_as_scalars():
+def test_compute_each_once_gives_the_elements_as_scalars():
   vec = jnp.array([jnp.nan, 1.5, -jnp.inf], jnp.float32)
   for fn in (_scaling.compute_each_once, jax.jit(_scaling.compute_each_once)):
     out = fn(vec)
