@@ -59,7 +59,8 @@ import numpy as np
 import optax
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _baseline
@@ -117,8 +118,8 @@ class Floor:
     stage: where the stand-in goes: ``"grad"`` before Adam, ``"update"``
       after it.
     reduce: what a pass reduces to: ``"leaf"``, one value per tensor
-      (``_core.leaf_powers``); ``"global"``, one value for the whole tree
-      (``_core.global_power``), as a global-norm clipper needs.
+      (``_norms.leaf_powers``); ``"global"``, one value for the whole tree
+      (``_norms.global_power``), as a global-norm clipper needs.
   """
 
   states: int = 0
@@ -183,16 +184,16 @@ def _floor_transform(spec: Floor) -> optax.GradientTransformationExtraArgs:
         probe = [jnp.abs(u) - 0.1 * jnp.abs(w) for u, w in zip(leaves, weights)]
       # A sum of squares reads the same bytes as any other norm, and is the
       # fastest reduction on the CPU backend (a max of |x| takes a slower
-      # integer path, see `_core._max0`). The factor is always 1 for finite
-      # updates, but only known at run time; it goes through
-      # `_core.materialize`, as in the strategies, or XLA copies the whole
+      # integer path, see `_xla.max_keeping_nan`). The factor is always 1
+      # for finite updates, but only known at run time; it goes through
+      # `_scaling.compute_once`, as in the strategies, or XLA copies the whole
       # sum of a global norm into every leaf's kernel (a 266 s compile at
       # 3000 leaves; README, finding 1).
       if spec.reduce == "global":
-        powers = [_core.global_power(probe, 2)]
+        powers = [_norms.global_power(probe, 2)]
       else:
-        powers = _core.leaf_powers(probe, 2)
-      factors = _core.materialize(
+        powers = _norms.leaf_powers(probe, 2)
+      factors = _scaling.compute_once(
         *(jnp.isfinite(p).astype(jnp.float32) for p in powers)
       )
       if spec.reduce == "global":

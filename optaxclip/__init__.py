@@ -9,9 +9,6 @@ from optaxclip._adaptive import ZClipStats
 from optaxclip._adaptive import adagc
 from optaxclip._adaptive import autoclip
 from optaxclip._adaptive import zclip
-from optaxclip._core import ClipState
-from optaxclip._core import ClipStats
-from optaxclip._core import stats
 from optaxclip._diagnostics import CalibrationReport
 from optaxclip._diagnostics import Finding
 from optaxclip._diagnostics import MonitorState
@@ -41,6 +38,9 @@ from optaxclip._spikes import StableSpamState
 from optaxclip._spikes import clip_spikes
 from optaxclip._spikes import skip_on_spike
 from optaxclip._spikes import stable_spam_clip
+from optaxclip._stats import ClipState
+from optaxclip._stats import ClipStats
+from optaxclip._stats import stats
 from optaxclip._unitwise import adaptive_grad_clip
 from optaxclip._update_clipping import ClippyState
 from optaxclip._update_clipping import clippy

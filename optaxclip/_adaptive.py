@@ -3,7 +3,7 @@
 """Adaptive clipping from the run's own norm history: AutoClip, ZClip, AdaGC.
 
 All three keep a fixed-size state (it does not grow with the step count),
-measure norms once with the shared machinery of :mod:`optaxclip._core`, and
+measure norms once with the shared machinery of ``optaxclip._norms``, and
 never let a non-finite norm into their running statistics.
 """
 
@@ -18,15 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
 # ---------------------------------------------------------------------------
 # Shared helpers
 # ---------------------------------------------------------------------------
-
-
-def _f32(x: Any) -> jax.Array:
-  return jnp.asarray(x, jnp.float32)
 
 
 def _check_count(
@@ -39,7 +38,7 @@ def _check_count(
   and is checked only when concrete.
   """
   if static:
-    _core.check_static(value, arg, fn)
+    _validation.check_static(value, arg, fn)
   elif isinstance(value, jax.core.Tracer):
     return
   where = f"optaxclip.{fn}: `{arg}`"
@@ -128,7 +127,7 @@ class AutoClipState(NamedTuple):
   ordered: jax.Array
   lowest: jax.Array
   highest: jax.Array
-  stats: dict[str, _core.ClipStats]
+  stats: dict[str, _stats.ClipStats]
 
 
 def _sketch_bucket(x: jax.Array) -> jax.Array:
@@ -162,7 +161,7 @@ def _sketch_percentile(cum, n, q, lowest, highest) -> jax.Array:
   return jnp.where(n > 0, out, jnp.nan)
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -192,7 +191,7 @@ def autoclip(
   percentile: jax.typing.ArrayLike = 10.0,
   *,
   window: int | None = None,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
   name: str = "autoclip",
 ) -> optax.GradientTransformationExtraArgs:
@@ -293,16 +292,16 @@ def autoclip(
     2019
   """
   fn = "autoclip"
-  _core.check_name(name)
-  _core.check_threshold(
+  _validation.check_name(name)
+  _validation.check_threshold(
     percentile, "percentile", fn, allow_schedule=False, upper=100
   )
   if window is not None:
     _check_count(window, "window", fn, minimum=1, static=True)
     window = int(window)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
     del params
     if window is None:
@@ -317,17 +316,17 @@ def autoclip(
       ordered=ordered,
       lowest=jnp.full([], jnp.inf, jnp.float32),
       highest=jnp.full([], -jnp.inf, jnp.float32),
-      stats=_core.named(name, _core.init_stats()),
+      stats=_stats.named(name, _stats.init_stats()),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, fn)
-    norm = _core.root(_core.global_power(leaves, 2, axis_name=axis_name), 2)
+    _validation.check_leaves(leaves, fn)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
-    q = _f32(percentile) / 100
+    q = _stats.f32(percentile) / 100
     lowest = jnp.where(finite, jnp.minimum(state.lowest, x), state.lowest)
     highest = jnp.where(finite, jnp.maximum(state.highest, x), state.highest)
     add = finite.astype(jnp.int32)
@@ -350,8 +349,8 @@ def autoclip(
       count = jnp.where(count >= 2 * window, count - window, count)
       m = jnp.minimum(count, window)
       threshold = _percentile_sorted(ordered, m, q)
-    prev = _core.unnamed(state.stats)
-    updates, new, (count, lowest, highest) = _core.clip_global(
+    prev = _stats.unnamed(state.stats)
+    updates, new, (count, lowest, highest) = _scaling.clip_global(
       updates,
       norm,
       threshold,
@@ -367,7 +366,7 @@ def autoclip(
       ordered=ordered,
       lowest=lowest,
       highest=highest,
-      stats=_core.named(name, new),
+      stats=_stats.named(name, new),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -381,8 +380,8 @@ _ZCLIP_MODES = ("zscore", "percentile")
 _ZCLIP_OPTIONS = ("adaptive_scaling", "mean")
 
 
-@_core.register_stats_type
-class ZClipStats(NamedTuple):
+ZClipStats = _stats.stats_type(
+  "ZClipStats",
   """Statistics of :func:`zclip` (the fields of ClipStats, and more).
 
   Attributes:
@@ -400,18 +399,11 @@ class ZClipStats(NamedTuple):
     spike: 1 when this step was a spike (:math:`z_t > z_{thr}`, or, in
       ``"percentile"`` mode, a norm above :math:`\\mu + z_{thr}\\sigma`).
     spike_count: spikes so far.
-  """
-
-  norm_before: jax.Array
-  norm_after: jax.Array
-  threshold: jax.Array
-  scale: jax.Array
-  clipped: jax.Array
-  nonfinite_count: jax.Array
-  step: jax.Array
-  zscore: jax.Array
-  spike: jax.Array
-  spike_count: jax.Array
+  """,
+  "zscore",
+  "spike",
+  "spike_count",
+)
 
 
 class ZClipState(NamedTuple):
@@ -434,7 +426,7 @@ class ZClipState(NamedTuple):
   stats: dict[str, ZClipStats]
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -462,7 +454,7 @@ class ZClipState(NamedTuple):
 def zclip(
   alpha: jax.typing.ArrayLike = 0.97,
   z_thresh: jax.typing.ArrayLike = 2.5,
-  max_grad_norm: _core.ThresholdOrSchedule | None = 1.0,
+  max_grad_norm: _validation.ThresholdOrSchedule | None = 1.0,
   eps: jax.typing.ArrayLike = 1e-6,
   warmup_steps: int = 25,
   mode: str = "zscore",
@@ -470,7 +462,7 @@ def zclip(
   clip_factor: jax.typing.ArrayLike = 1.0,
   skip_update_on_spike: bool = False,
   *,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
   name: str = "zclip",
 ) -> optax.GradientTransformationExtraArgs:
@@ -559,27 +551,29 @@ def zclip(
     <https://arxiv.org/abs/2504.02507>`_, 2025
   """
   fn = "zclip"
-  _core.check_name(name)
-  _core.check_threshold(alpha, "alpha", fn, allow_schedule=False, upper=1)
-  _core.check_threshold(z_thresh, "z_thresh", fn, allow_schedule=False)
+  _validation.check_name(name)
+  _validation.check_threshold(alpha, "alpha", fn, allow_schedule=False, upper=1)
+  _validation.check_threshold(z_thresh, "z_thresh", fn, allow_schedule=False)
   if max_grad_norm is not None:
-    _core.check_threshold(max_grad_norm, "max_grad_norm", fn)
-  _core.check_threshold(eps, "eps", fn, allow_schedule=False)
+    _validation.check_threshold(max_grad_norm, "max_grad_norm", fn)
+  _validation.check_threshold(eps, "eps", fn, allow_schedule=False)
   _check_count(warmup_steps, "warmup_steps", fn, minimum=1, static=True)
   warmup_steps = int(warmup_steps)
-  _core.check_static(mode, "mode", fn)
-  _core.check_choice(mode, "mode", fn, _ZCLIP_MODES)
-  _core.check_static(clip_option, "clip_option", fn)
-  _core.check_choice(clip_option, "clip_option", fn, _ZCLIP_OPTIONS)
-  _core.check_threshold(clip_factor, "clip_factor", fn, allow_schedule=False)
-  _core.check_flag(skip_update_on_spike, "skip_update_on_spike", fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_static(mode, "mode", fn)
+  _validation.check_choice(mode, "mode", fn, _ZCLIP_MODES)
+  _validation.check_static(clip_option, "clip_option", fn)
+  _validation.check_choice(clip_option, "clip_option", fn, _ZCLIP_OPTIONS)
+  _validation.check_threshold(
+    clip_factor, "clip_factor", fn, allow_schedule=False
+  )
+  _validation.check_flag(skip_update_on_spike, "skip_update_on_spike", fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
     del params
     zero = jnp.zeros([], jnp.float32)
-    base = _core.init_stats()
+    base = _stats.init_stats()
     stats = ZClipStats(
       *base,
       zscore=jnp.full([], jnp.nan, jnp.float32),
@@ -591,22 +585,27 @@ def zclip(
       count=jnp.zeros([], jnp.int32),
       mean=zero,
       var=zero,
-      stats=_core.named(name, stats),
+      stats=_stats.named(name, stats),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, fn)
-    norm = _core.root(_core.global_power(leaves, 2, axis_name=axis_name), 2)
+    _validation.check_leaves(leaves, fn)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
-    prev = _core.unnamed(state.stats)
-    a, zt, e, c = _f32(alpha), _f32(z_thresh), _f32(eps), _f32(clip_factor)
+    prev = _stats.unnamed(state.stats)
+    a, zt, e, c = (
+      _stats.f32(alpha),
+      _stats.f32(z_thresh),
+      _stats.f32(eps),
+      _stats.f32(clip_factor),
+    )
     if max_grad_norm is None:
       cap = jnp.full([], jnp.inf, jnp.float32)
     else:
-      cap = _f32(_core.resolve(max_grad_norm, prev.step))
+      cap = _stats.f32(_validation.resolve(max_grad_norm, prev.step))
 
     # Warm-up: collect the norm; initialise mean and variance at the end.
     warm = state.count < warmup_steps
@@ -655,11 +654,11 @@ def zclip(
       mean.astype(jnp.float32),
       var.astype(jnp.float32),
     )
-    updates, base, extra = _core.clip_global(
+    updates, base, extra = _scaling.clip_global(
       updates,
       norm,
       threshold,
-      _core.ClipStats(*prev[:7]),
+      _stats.ClipStats(*prev[:7]),
       policy=nonfinite,
       fn=fn,
       name=name,
@@ -674,7 +673,7 @@ def zclip(
       count=count,
       mean=mean,
       var=var,
-      stats=_core.named(name, stats),
+      stats=_stats.named(name, stats),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -699,10 +698,10 @@ class AdaGCState(NamedTuple):
 
   gamma: jax.Array
   count: jax.Array
-  stats: dict[str, _core.ClipStats]
+  stats: dict[str, _stats.ClipStats]
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -729,11 +728,11 @@ class AdaGCState(NamedTuple):
 )
 def adagc(
   beta: jax.typing.ArrayLike = 0.98,
-  lambda_abs: _core.ThresholdOrSchedule = 1.0,
+  lambda_abs: _validation.ThresholdOrSchedule = 1.0,
   lambda_rel: jax.typing.ArrayLike = 1.05,
   warmup_steps: jax.typing.ArrayLike = 100,
   *,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
   name: str = "adagc",
 ) -> optax.GradientTransformationExtraArgs:
@@ -812,29 +811,29 @@ def adagc(
     Gradient Clipping <https://arxiv.org/abs/2502.11034>`_, 2025
   """
   fn = "adagc"
-  _core.check_name(name)
-  _core.check_threshold(beta, "beta", fn, allow_schedule=False, upper=1)
-  _core.check_threshold(lambda_abs, "lambda_abs", fn, positive=True)
-  _core.check_threshold(
+  _validation.check_name(name)
+  _validation.check_threshold(beta, "beta", fn, allow_schedule=False, upper=1)
+  _validation.check_threshold(lambda_abs, "lambda_abs", fn, positive=True)
+  _validation.check_threshold(
     lambda_rel, "lambda_rel", fn, allow_schedule=False, positive=True
   )
   _check_count(warmup_steps, "warmup_steps", fn, minimum=0, static=False)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
     n = len(jax.tree.leaves(params))
     return AdaGCState(
       gamma=jnp.full([n], jnp.inf, jnp.float32),
       count=jnp.zeros([], jnp.int32),
-      stats=_core.named(name, _core.init_stats()),
+      stats=_stats.named(name, _stats.init_stats()),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn)
-    prev = _core.unnamed(state.stats)
+    _validation.check_leaves(leaves, fn)
+    prev = _stats.unnamed(state.stats)
     if len(leaves) != state.gamma.shape[0]:
       raise ValueError(
         f"optaxclip.{fn}: the state was initialised for "
@@ -843,30 +842,30 @@ def adagc(
       )
     if not leaves:
       return updates, state._replace(
-        stats=_core.named(
+        stats=_stats.named(
           name,
-          _core.next_stats(prev, finite=jnp.array(True), norm_before=0.0),
+          _stats.next_stats(prev, finite=jnp.array(True), norm_before=0.0),
         )
       )
-    powers = _core.leaf_powers(leaves, 2, axis_name=axis_name)
-    powers = _core.stack_scalars(powers)
-    norms = _core.root(powers, 2)
-    total = _core.combine(powers, 2)
-    gnorm = _core.root(total, 2)
+    powers = _norms.leaf_powers(leaves, 2, axis_name=axis_name)
+    powers = _norms.stack_scalars(powers)
+    norms = _norms.root(powers, 2)
+    total = _norms.combine(powers, 2)
+    gnorm = _norms.root(total, 2)
     finite = jnp.isfinite(total)
 
     warm = state.count < warmup_steps
-    abs_thr = _core.resolve(lambda_abs, prev.step)
-    h, global_clipped = _core.clip_factor(gnorm, abs_thr, nonfinite)
+    abs_thr = _validation.resolve(lambda_abs, prev.step)
+    h, global_clipped = _scaling.clip_factor(gnorm, abs_thr, nonfinite)
     unset = jnp.isinf(state.gamma)
-    rel_thr = jnp.where(unset, jnp.inf, _f32(lambda_rel) * state.gamma)
-    f_leaf, leaf_clipped = _core.clip_factor(norms, rel_thr, nonfinite)
+    rel_thr = jnp.where(unset, jnp.inf, _stats.f32(lambda_rel) * state.gamma)
+    f_leaf, leaf_clipped = _scaling.clip_factor(norms, rel_thr, nonfinite)
     factor = jnp.where(warm, h, f_leaf)
 
     # gamma: running minimum in warm-up, EMA afterwards, of clipped norms.
     clipped_norms = (norms * factor).astype(jnp.float32)
     valid = finite & (clipped_norms > 0) & jnp.isfinite(clipped_norms)
-    b = _f32(beta)
+    b = _stats.f32(beta)
     ema = jnp.where(
       unset, clipped_norms, b * state.gamma + (1 - b) * clipped_norms
     )
@@ -875,11 +874,11 @@ def adagc(
     count = optax.safe_increment(state.count)
     count = jnp.where(finite, count, state.count)
 
-    _core.check_finite(finite, nonfinite, fn, name, gnorm, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
-    applied = _core.materialize_each(factor)
-    out = [_core.scale_leaf(x, f, keep) for x, f in zip(leaves, applied)]
-    after = _core.root(_core.combine(powers * factor**2, 2), 2)
+    _scaling.check_finite(finite, nonfinite, fn, name, gnorm, prev.step)
+    keep = _scaling.keep_mask(finite, nonfinite)
+    applied = _scaling.compute_each_once(factor)
+    out = [_scaling.scale_leaf(x, f, keep) for x, f in zip(leaves, applied)]
+    after = _norms.root(_norms.combine(powers * factor**2, 2), 2)
     scale = jnp.min(factor)
     clipped = jnp.where(
       warm, global_clipped, jnp.mean(leaf_clipped.astype(jnp.float32))
@@ -888,19 +887,19 @@ def adagc(
       after = jnp.where(keep, after, 0)
       scale = jnp.where(keep, scale, 0)
       clipped = jnp.where(keep, clipped, 1.0)
-    stats = _core.next_stats(
+    stats = _stats.next_stats(
       prev,
       finite=finite,
       norm_before=gnorm,
       norm_after=after,
-      threshold=jnp.where(warm, _f32(abs_thr), jnp.nan),
+      threshold=jnp.where(warm, _stats.f32(abs_thr), jnp.nan),
       scale=scale,
       clipped=clipped,
     )
     return jax.tree.unflatten(treedef, out), AdaGCState(
       gamma=gamma.astype(jnp.float32),
       count=count,
-      stats=_core.named(name, stats),
+      stats=_stats.named(name, stats),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

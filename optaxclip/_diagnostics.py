@@ -36,7 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _paths
+from optaxclip import _stats
+from optaxclip import _validation
 
 # ---------------------------------------------------------------------------
 # monitor_norms
@@ -82,7 +85,7 @@ class PathMap(Mapping):
 
   def array(self) -> jax.Array:
     """The values as one array (unwrapped from Flax NNX variables)."""
-    return _core._unwrap(self.vector)
+    return _stats._unwrap(self.vector)
 
   def __getitem__(self, path: str) -> jax.Array:
     return self.array()[self._index[path]]
@@ -137,7 +140,7 @@ def _register_with_flax() -> None:
   ser.register_serialization_state(PathMap, to_state, from_state)
 
 
-@_core.register_stats_type
+@_stats.register_stats_type
 class MonitorStats(NamedTuple):
   """What :func:`monitor_norms` saw on its last step.
 
@@ -177,7 +180,7 @@ class MonitorState(NamedTuple):
 def _check_by(by: Any, fn: str) -> Any:
   """Validates ``by``: a mode string or ordered path rules."""
   if isinstance(by, str):
-    return _core.check_choice(by, "by", fn, _BY_MODES)
+    return _validation.check_choice(by, "by", fn, _BY_MODES)
   if isinstance(by, Mapping):
     rules = list(by.items())
   elif isinstance(by, Sequence):
@@ -217,7 +220,7 @@ def _group_leaves(paths: list[str], by: Any, fn: str):
   elif not paths:  # e.g. the placeholder of optax.tree.map_params
     keys = []
   else:
-    which = _core.assign_rules(paths, [p for p, _ in by], fn, has_default=True)
+    which = _paths.assign_rules(paths, [p for p, _ in by], fn, has_default=True)
     keys = [by[k][1] if k >= 0 else _OTHER for k in which]
   index: dict[str, int] = {}
   group_of_leaf = [index.setdefault(k, len(index)) for k in keys]
@@ -228,7 +231,7 @@ def monitor_norms(
   *,
   by: Any = "leaf",
   ema: jax.typing.ArrayLike | None = None,
-  ord: _core.Ord | None = None,
+  ord: _validation.Ord | None = None,
   axis_name: Any = None,
   name: str = "monitor_norms",
 ) -> optax.GradientTransformationExtraArgs:
@@ -317,19 +320,19 @@ def monitor_norms(
   fn = "monitor_norms"
   by = _check_by(by, fn)
   if ema is not None:
-    _core.check_threshold(ema, "ema", fn, allow_schedule=False, upper=1.0)
-  ord = _core.check_ord(ord, fn)
-  _core.check_name(name)
+    _validation.check_threshold(ema, "ema", fn, allow_schedule=False, upper=1.0)
+  ord = _validation.check_ord(ord, fn)
+  _validation.check_name(name)
   _register_with_flax()
 
   def plan(tree):
     with_paths = jax.tree.leaves_with_path(tree)
-    paths = [_core.path_str(p) for p, _ in with_paths]
+    paths = [_paths.path_str(p) for p, _ in with_paths]
     leaves = [x for _, x in with_paths]
     names, group_of_leaf = _group_leaves(paths, by, fn)
     return leaves, names, group_of_leaf
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
     _register_with_flax()
     _, names, _ = plan(params)
@@ -343,11 +346,11 @@ def monitor_norms(
       nonfinite_count=jnp.zeros([], jnp.int32),
       step=jnp.zeros([], jnp.int32),
     )
-    return MonitorState(_core.named(name, s))
+    return MonitorState(_stats.named(name, s))
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
-    prev = _core.unnamed(state.stats)
+    prev = _stats.unnamed(state.stats)
     leaves, names, group_of_leaf = plan(updates)
     if tuple(names) != prev.norms.paths:
       raise ValueError(
@@ -356,14 +359,14 @@ def monitor_norms(
         f"{sorted(prev.norms.paths)[:6]}; call `init` with parameters of the "
         "same structure as the updates."
       )
-    _core.check_leaves(leaves, fn)
+    _validation.check_leaves(leaves, fn)
     if leaves:
-      per_leaf = _core.leaf_powers(leaves, ord, axis_name=axis_name)
-      # Passed through unchanged, but tied to the norms (see `_core.tie`).
+      per_leaf = _norms.leaf_powers(leaves, ord, axis_name=axis_name)
+      # Passed through unchanged, but tied to the norms (see `_norms.tie`).
       updates = jax.tree.unflatten(
-        jax.tree.structure(updates), _core.tie(leaves, per_leaf)
+        jax.tree.structure(updates), _norms.tie(leaves, per_leaf)
       )
-      powers = _core.stack_scalars(per_leaf)
+      powers = _norms.stack_scalars(per_leaf)
     else:
       powers = jnp.zeros([0], jnp.float32)
     if len(names) == len(leaves):  # one leaf per group, in order
@@ -374,8 +377,8 @@ def monitor_norms(
       gpow = reduce(powers, seg, len(names))
       if ord == "inf":
         gpow = jnp.maximum(gpow, 0)
-    norms = _core._f32(_core.root(gpow, ord))
-    total = _core._f32(_core.root(_core.combine(gpow, ord), ord))
+    norms = _stats.f32(_norms.root(gpow, ord))
+    total = _stats.f32(_norms.root(_norms.combine(gpow, ord), ord))
 
     def smooth(old, new):
       if ema is None:
@@ -393,8 +396,10 @@ def monitor_norms(
       + jnp.logical_not(jnp.isfinite(total)).astype(jnp.int32),
       step=optax.safe_increment(prev.step),
     )
-    (new,) = _core.pack(new)  # one kernel per shape, not one per field
-    return updates, MonitorState(_core.named(name, new))
+    (new,) = _stats.compute_together(
+      new
+    )  # one kernel per shape, not one per field
+    return updates, MonitorState(_stats.named(name, new))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -745,12 +750,12 @@ def suggest_threshold(
     <https://arxiv.org/abs/2504.02507>`_, 2025
   """
   fn = "suggest_threshold"
-  _core.check_choice(method, "method", fn, (*METHODS, "all"))
-  _core.check_threshold(
+  _validation.check_choice(method, "method", fn, (*METHODS, "all"))
+  _validation.check_threshold(
     factor, "factor", fn, allow_schedule=False, positive=True
   )
-  _core.check_threshold(p, "p", fn, allow_schedule=False, upper=100.0)
-  _core.check_threshold(k, "k", fn, allow_schedule=False)
+  _validation.check_threshold(p, "p", fn, allow_schedule=False, upper=100.0)
+  _validation.check_threshold(k, "k", fn, allow_schedule=False)
   factor, p, k = float(factor), float(p), float(k)
 
   def one(values: Any, where: str) -> Any:
@@ -968,7 +973,9 @@ def diagnose(
       "optaxclip.diagnose: expected a StatsHistory or a CalibrationReport, "
       f"got {type(history).__name__}."
     )
-  _core.check_threshold(growth, "growth", "diagnose", allow_schedule=False)
+  _validation.check_threshold(
+    growth, "growth", "diagnose", allow_schedule=False
+  )
   if growth < 1:
     raise ValueError(
       f"optaxclip.diagnose: `growth` must be >= 1, got {growth}."
@@ -1399,7 +1406,7 @@ def calibrate(
     grads = grad_fn(params, batch)
     updates, new_state = tx.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
-    all_stats = _core.stats(new_state)
+    all_stats = _stats.stats(new_state)
     ok = jnp.isfinite(new_state[0].stats[mon_name].global_norm)
     keep = lambda new, old: jax.tree.map(
       lambda a, b: jnp.where(ok, a, b), new, old

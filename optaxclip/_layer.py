@@ -13,7 +13,10 @@ import jax
 import numpy as np
 import optax
 
-from optaxclip import _core
+from optaxclip import _paths
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
 _STRATEGIES = ("tensor_norm", "group_norm")
 
@@ -65,14 +68,14 @@ def _prefix_groups(thresholds, updates, fn):
   return groups, values
 
 
-@_core.edge_cases(_core.NORM_EDGE_CASES)
+@_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
 def clip_by_layer(
   thresholds: Any,
   *,
-  default: _core.ThresholdOrSchedule | None = None,
+  default: _validation.ThresholdOrSchedule | None = None,
   strategy: str = "tensor_norm",
-  ord: _core.Ord | None = None,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  ord: _validation.Ord | None = None,
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "clip_by_layer",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clips with a different threshold per layer, chosen by parameter path.
@@ -139,24 +142,24 @@ def clip_by_layer(
     Array([0.1], dtype=float32)
   """
   fn = "clip_by_layer"
-  _core.check_choice(strategy, "strategy", fn, _STRATEGIES)
-  ord = _core.check_ord(ord, fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_choice(strategy, "strategy", fn, _STRATEGIES)
+  ord = _validation.check_ord(ord, fn)
+  _validation.check_nonfinite(nonfinite, fn)
   if default is not None:
-    _core.check_threshold(default, "default", fn)
+    _validation.check_threshold(default, "default", fn)
   rules = _as_rules(thresholds)
   if rules is not None:
     for pat, t in rules:
-      _core.check_threshold(t, f"thresholds[{pat!r}]", fn)
+      _validation.check_threshold(t, f"thresholds[{pat!r}]", fn)
   else:
     for t in jax.tree.leaves(thresholds):
-      _core.check_threshold(t, "thresholds", fn)
+      _validation.check_threshold(t, "thresholds", fn)
 
   def plan(updates):
     """Static (trace-time) assignment of leaves to groups and thresholds."""
     if rules is not None:
-      paths = _core.leaf_paths(updates)
-      which = _core.assign_rules(
+      paths = _paths.leaf_paths(updates)
+      which = _paths.assign_rules(
         paths, [p for p, _ in rules], fn, has_default=default is not None
       )
       values = [t for _, t in rules] + [default]
@@ -174,10 +177,10 @@ def clip_by_layer(
   def apply(updates, params, prev):
     del params
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, fn)
+    _validation.check_leaves(leaves, fn)
     groups, values = plan(updates)
-    values = [_core.resolve(v, prev.step) for v in values]
-    return _core.clip_groups(
+    values = [_validation.resolve(v, prev.step) for v in values]
+    return _scaling.clip_groups(
       updates,
       groups,
       values,
@@ -188,7 +191,7 @@ def clip_by_layer(
       name=name,
     )
 
-  base = _core.stateless_clipper(name, apply)
+  base = _stats.stateless_clipper(name, apply)
 
   def init_fn(params):
     # Report bad rules at init, not at the first step. A tree without

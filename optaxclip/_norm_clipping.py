@@ -11,10 +11,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -32,9 +35,9 @@ from optaxclip import _core
   ===================== =================================================="""
 )
 def clip_by_value(
-  max_delta: _core.ThresholdOrSchedule,
+  max_delta: _validation.ThresholdOrSchedule,
   *,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "clip_by_value",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clips every element of the updates to ``[-max_delta, max_delta]``.
@@ -73,28 +76,30 @@ def clip_by_value(
     <https://www.fit.vut.cz/study/phd-thesis/283/.en>`_, 2012
   """
   fn = "clip_by_value"
-  _core.check_threshold(max_delta, "max_delta", fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(max_delta, "max_delta", fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
   def apply(updates, params, prev):
     del params
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn, allow_complex=False)
-    delta = _core.resolve(max_delta, prev.step)
-    finite = jnp.logical_not(_core.any_nonfinite(leaves))
-    _core.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
+    _validation.check_leaves(leaves, fn, allow_complex=False)
+    delta = _validation.resolve(max_delta, prev.step)
+    finite = jnp.logical_not(_norms.any_nonfinite(leaves))
+    finite = _scaling.good_step(finite, delta)
+    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step, delta)
+    keep = _scaling.keep_mask(finite, nonfinite)
     out = []
     for x in leaves:
       d = jnp.asarray(delta).astype(x.dtype)
       y = jnp.clip(x, -d, d)
-      out.append(
-        y if keep is None else jnp.where(keep, y, jnp.zeros((), y.dtype))
-      )
-    frac = _core.count_where(
+      if keep is None:
+        out.append(_scaling.nan_unless_valid(y, delta))
+      else:
+        out.append(jnp.where(keep, y, jnp.zeros((), y.dtype)))
+    frac = _norms.count_where(
       leaves, lambda x: jnp.abs(x) > jnp.asarray(delta, x.dtype)
     )
-    return jax.tree.unflatten(treedef, out), _core.next_stats(
+    return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
       finite=finite,
       threshold=delta,
@@ -102,15 +107,15 @@ def clip_by_value(
       clipped=frac if keep is None else jnp.where(keep, frac, 1.0),
     )
 
-  return _core.stateless_clipper(name, apply)
+  return _stats.stateless_clipper(name, apply)
 
 
-@_core.edge_cases(_core.NORM_EDGE_CASES)
+@_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
 def clip_by_global_norm(
-  max_norm: _core.ThresholdOrSchedule,
+  max_norm: _validation.ThresholdOrSchedule,
   *,
-  ord: _core.Ord | None = None,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  ord: _validation.Ord | None = None,
+  nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
   name: str = "clip_by_global_norm",
 ) -> optax.GradientTransformationExtraArgs:
@@ -161,29 +166,31 @@ def clip_by_global_norm(
     <https://arxiv.org/abs/1211.5063>`_, 2013
   """
   fn = "clip_by_global_norm"
-  _core.check_threshold(max_norm, "max_norm", fn)
-  ord = _core.check_ord(ord, fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(max_norm, "max_norm", fn)
+  ord = _validation.check_ord(ord, fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
   def apply(updates, params, prev):
     del params
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, fn)
-    norm = _core.root(_core.global_power(leaves, ord, axis_name=axis_name), ord)
-    threshold = _core.resolve(max_norm, prev.step)
-    return _core.clip_global(
+    _validation.check_leaves(leaves, fn)
+    norm = _norms.root(
+      _norms.global_power(leaves, ord, axis_name=axis_name), ord
+    )
+    threshold = _validation.resolve(max_norm, prev.step)
+    return _scaling.clip_global(
       updates, norm, threshold, prev, policy=nonfinite, fn=fn, name=name
     )
 
-  return _core.stateless_clipper(name, apply)
+  return _stats.stateless_clipper(name, apply)
 
 
-@_core.edge_cases(_core.NORM_EDGE_CASES)
+@_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
 def clip_by_tensor_norm(
-  max_norm: _core.ThresholdOrSchedule,
+  max_norm: _validation.ThresholdOrSchedule,
   *,
-  ord: _core.Ord | None = None,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  ord: _validation.Ord | None = None,
+  nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
   name: str = "clip_by_tensor_norm",
 ) -> optax.GradientTransformationExtraArgs:
@@ -225,16 +232,16 @@ def clip_by_tensor_norm(
     0.5
   """
   fn = "clip_by_tensor_norm"
-  _core.check_threshold(max_norm, "max_norm", fn)
-  ord = _core.check_ord(ord, fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(max_norm, "max_norm", fn)
+  ord = _validation.check_ord(ord, fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
   def apply(updates, params, prev):
     del params
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, fn)
-    threshold = _core.resolve(max_norm, prev.step)
-    return _core.clip_groups(
+    _validation.check_leaves(leaves, fn)
+    threshold = _validation.resolve(max_norm, prev.step)
+    return _scaling.clip_groups(
       updates,
       list(range(len(leaves))),
       [threshold] * len(leaves),
@@ -246,14 +253,14 @@ def clip_by_tensor_norm(
       axis_name=axis_name,
     )
 
-  return _core.stateless_clipper(name, apply)
+  return _stats.stateless_clipper(name, apply)
 
 
-@_core.edge_cases(_core.NORM_EDGE_CASES)
+@_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
 def clip_by_block_rms(
-  threshold: _core.ThresholdOrSchedule,
+  threshold: _validation.ThresholdOrSchedule,
   *,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "clip_by_block_rms",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Caps the root-mean-square of each leaf (Adafactor's update clipping).
@@ -293,16 +300,16 @@ def clip_by_block_rms(
     Memory Cost <https://arxiv.org/abs/1804.04235>`_, 2018
   """
   fn = "clip_by_block_rms"
-  _core.check_threshold(threshold, "threshold", fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(threshold, "threshold", fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
   def apply(updates, params, prev):
     del params
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, fn)
-    d = _core.resolve(threshold, prev.step)
+    _validation.check_leaves(leaves, fn)
+    d = _validation.resolve(threshold, prev.step)
     sizes = [float(np.prod(jnp.shape(x))) for x in leaves]
-    updates, new = _core.clip_groups(
+    updates, new = _scaling.clip_groups(
       updates,
       list(range(len(leaves))),
       [d * np.sqrt(n) for n in sizes],
@@ -314,10 +321,10 @@ def clip_by_block_rms(
     )
     return updates, new._replace(threshold=jnp.asarray(d, jnp.float32))
 
-  return _core.stateless_clipper(name, apply)
+  return _stats.stateless_clipper(name, apply)
 
 
-def global_norm(tree: Any, ord: _core.Ord = 2, *, axis_name: Any = None):
+def global_norm(tree: Any, ord: _validation.Ord = 2, *, axis_name: Any = None):
   r"""Global norm of a pytree, accumulated in float32 (float64 for f64).
 
   The same measurement every optaxclip clipper uses: low-precision leaves
@@ -339,18 +346,18 @@ def global_norm(tree: Any, ord: _core.Ord = 2, *, axis_name: Any = None):
     >>> optaxclip.global_norm(jnp.full(4, 6e4, jnp.float16))
     Array(120000., dtype=float32)
   """
-  ord = _core.check_ord(ord, "global_norm")
+  ord = _validation.check_ord(ord, "global_norm")
   leaves = jax.tree.leaves(tree)
-  _core.check_leaves(leaves, "global_norm")
-  return _core.root(_core.global_power(leaves, ord, axis_name=axis_name), ord)
+  _validation.check_leaves(leaves, "global_norm")
+  return _norms.root(_norms.global_power(leaves, ord, axis_name=axis_name), ord)
 
 
 def clip_tree_by_global_norm(
   tree: Any,
   max_norm: jax.typing.ArrayLike,
   *,
-  ord: _core.Ord = 2,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  ord: _validation.Ord = 2,
+  nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
 ) -> tuple[Any, jax.Array]:
   r"""Functional global-norm clipping: returns ``(clipped_tree, norm)``.
@@ -378,13 +385,13 @@ def clip_tree_by_global_norm(
     (Array([0.6, 0.8], dtype=float32), Array(5., dtype=float32))
   """
   fn = "clip_tree_by_global_norm"
-  _core.check_threshold(max_norm, "max_norm", fn, allow_schedule=False)
-  ord = _core.check_ord(ord, fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(max_norm, "max_norm", fn, allow_schedule=False)
+  ord = _validation.check_ord(ord, fn)
+  _validation.check_nonfinite(nonfinite, fn)
   leaves = jax.tree.leaves(tree)
-  _core.check_leaves(leaves, fn)
-  norm = _core.root(_core.global_power(leaves, ord, axis_name=axis_name), ord)
-  clipped, _ = _core.clip_global(
-    tree, norm, max_norm, _core.init_stats(), policy=nonfinite, fn=fn, name=fn
+  _validation.check_leaves(leaves, fn)
+  norm = _norms.root(_norms.global_power(leaves, ord, axis_name=axis_name), ord)
+  clipped, _ = _scaling.clip_global(
+    tree, norm, max_norm, _stats.init_stats(), policy=nonfinite, fn=fn, name=fn
   )
   return clipped, norm

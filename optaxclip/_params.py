@@ -9,26 +9,29 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
 
 def _check_bounds(lo, hi, fn):
   for v, arg in ((lo, "min_value"), (hi, "max_value")):
-    if callable(v) or _core._is_traced(v):
+    if callable(v) or _validation._is_traced(v):
       continue
     a = np.asarray(v)
-    if a.ndim or not np.issubdtype(a.dtype, np.number) or np.isnan(a):
+    if a.ndim or not jnp.issubdtype(a.dtype, jnp.number) or np.isnan(a):
       raise ValueError(
         f"optaxclip.{fn}: `{arg}` must be a real scalar, got {v!r}."
       )
-  concrete = not any(callable(v) or _core._is_traced(v) for v in (lo, hi))
+  concrete = not any(callable(v) or _validation._is_traced(v) for v in (lo, hi))
   if concrete and float(lo) > float(hi):
     raise ValueError(
       f"optaxclip.{fn}: min_value={lo!r} is larger than max_value={hi!r}."
     )
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -43,10 +46,10 @@ def _check_bounds(lo, hi, fn):
   ===================== =================================================="""
 )
 def clip_params(
-  min_value: _core.ThresholdOrSchedule,
-  max_value: _core.ThresholdOrSchedule,
+  min_value: _validation.ThresholdOrSchedule,
+  max_value: _validation.ThresholdOrSchedule,
   *,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "clip_params",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Weight clipping: changes the update so the new weights stay in range.
@@ -86,18 +89,18 @@ def clip_params(
   """
   fn = "clip_params"
   _check_bounds(min_value, max_value, fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
   def apply(updates, params, prev):
-    _core.require_params(params, fn)
+    _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn, allow_complex=False)
+    _validation.check_leaves(leaves, fn, allow_complex=False)
     p_leaves = treedef.flatten_up_to(params)
-    lo = _core.resolve(min_value, prev.step)
-    hi = _core.resolve(max_value, prev.step)
-    finite = jnp.logical_not(_core.any_nonfinite(leaves))
-    _core.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
+    lo = _validation.resolve(min_value, prev.step)
+    hi = _validation.resolve(max_value, prev.step)
+    finite = jnp.logical_not(_norms.any_nonfinite(leaves))
+    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step)
+    keep = _scaling.keep_mask(finite, nonfinite)
     out, new_w = [], []
     for u, p in zip(leaves, p_leaves):
       c = jnp.promote_types(u.dtype, jnp.float32)
@@ -105,18 +108,18 @@ def clip_params(
       new_w.append(w)
       y = (jnp.clip(w, lo, hi) - p.astype(c)).astype(u.dtype)
       out.append(y if keep is None else jnp.where(keep, y, 0).astype(u.dtype))
-    frac = _core.count_where(new_w, lambda w: (w < lo) | (w > hi))
-    return jax.tree.unflatten(treedef, out), _core.next_stats(
+    frac = _norms.count_where(new_w, lambda w: (w < lo) | (w > hi))
+    return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
       finite=finite,
       scale=jnp.nan,
       clipped=frac if keep is None else jnp.where(keep, frac, 1.0),
     )
 
-  return _core.stateless_clipper(name, apply)
+  return _stats.stateless_clipper(name, apply)
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -129,10 +132,10 @@ def clip_params(
   ===================== =================================================="""
 )
 def max_norm_constraint(
-  max_norm: _core.ThresholdOrSchedule,
+  max_norm: _validation.ThresholdOrSchedule,
   *,
   axis: int | tuple[int, ...] | None = None,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "max_norm_constraint",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Max-norm weight constraint: rescales units whose new norm is too large.
@@ -174,34 +177,35 @@ def max_norm_constraint(
     from Overfitting <https://jmlr.org/papers/v15/srivastava14a.html>`_, 2014
   """
   fn = "max_norm_constraint"
-  _core.check_threshold(max_norm, "max_norm", fn)
-  axis = _core.check_axis(axis, fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(max_norm, "max_norm", fn)
+  axis = _validation.check_axis(axis, fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
   def apply(updates, params, prev):
-    _core.require_params(params, fn)
+    _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn)
+    _validation.check_leaves(leaves, fn)
     p_leaves = treedef.flatten_up_to(params)
-    c = _core.resolve(max_norm, prev.step)
+    c = _validation.resolve(max_norm, prev.step)
     out, factors, clipped, powers = [], [], [], []
     for u, p in zip(leaves, p_leaves):
       dt = jnp.promote_types(u.dtype, jnp.float32)
       w = p.astype(dt) + u.astype(dt)
-      pw = _core.unit_power(w, axis, 2, fn)
-      f, cl = _core.clip_factor(_core.root(pw, 2), c, nonfinite)
-      out.append((_core.scale_leaf(w, f) - p.astype(dt)).astype(u.dtype))
+      pw = _norms.unit_power(w, axis, 2, fn)
+      f, cl = _scaling.clip_factor(_norms.root(pw, 2), c, nonfinite)
+      out.append((_scaling.scale_leaf(w, f) - p.astype(dt)).astype(u.dtype))
       factors.append(f)
       clipped.append(cl)
       powers.append(jnp.sum(pw))
-    finite = jnp.isfinite(_core.combine(powers, 2))
-    _core.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
+    finite = jnp.isfinite(_norms.combine(powers, 2))
+    finite = _scaling.good_step(finite, c)
+    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step, c)
+    keep = _scaling.keep_mask(finite, nonfinite)
     if keep is not None:
       out = [jnp.where(keep, y, jnp.zeros((), y.dtype)) for y in out]
-    frac = _core.fraction_true(clipped)
-    scale = _core.min_factor(factors)
-    return jax.tree.unflatten(treedef, out), _core.next_stats(
+    frac = _stats.fraction_true(clipped)
+    scale = _stats.min_factor(factors)
+    return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
       finite=finite,
       threshold=c,
@@ -209,4 +213,4 @@ def max_norm_constraint(
       clipped=frac if keep is None else jnp.where(keep, frac, 1.0),
     )
 
-  return _core.stateless_clipper(name, apply)
+  return _stats.stateless_clipper(name, apply)

@@ -21,7 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 from optaxclip import _wrappers
 
 # ---------------------------------------------------------------------------
@@ -31,8 +34,8 @@ from optaxclip import _wrappers
 
 def _check_decay(value: Any, arg: str, fn: str) -> None:
   """A decay rate in [0, 1); traced values pass unchecked."""
-  _core.check_threshold(value, arg, fn, allow_schedule=False, upper=1.0)
-  if not _core._is_traced(value) and float(np.asarray(value)) >= 1.0:
+  _validation.check_threshold(value, arg, fn, allow_schedule=False, upper=1.0)
+  if not _validation._is_traced(value) and float(np.asarray(value)) >= 1.0:
     raise ValueError(
       f"optaxclip.{fn}: `{arg}` must be >= 0 and < 1, got {value!r}."
     )
@@ -44,7 +47,7 @@ def _check_step_count(value: Any, arg: str, fn: str) -> None:
   Integral floats are accepted: ``optax.inject_hyperparams`` with a float
   ``hyperparam_dtype`` turns the integer into one.
   """
-  if _core._is_traced(value):
+  if _validation._is_traced(value):
     return
   where = f"optaxclip.{fn}: `{arg}` must be an integer >= 0, got {value!r}."
   arr = None if isinstance(value, bool) else np.asarray(value, dtype=object)
@@ -84,7 +87,7 @@ def _state_dtype(x: Any) -> np.dtype:
   dt = jnp.result_type(x)
   if not jnp.issubdtype(dt, jnp.inexact):
     return np.dtype(np.float32)
-  return _core.acc_dtype(dt)
+  return _norms.acc_dtype(dt)
 
 
 class SpikeClipState(NamedTuple):
@@ -101,10 +104,10 @@ class SpikeClipState(NamedTuple):
 
   count: jax.Array
   nu: Any
-  stats: dict[str, _core.ClipStats]
+  stats: dict[str, _stats.ClipStats]
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -130,11 +133,11 @@ class SpikeClipState(NamedTuple):
   ===================== =================================================="""
 )
 def clip_spikes(
-  threshold: _core.ThresholdOrSchedule = 5000.0,
+  threshold: _validation.ThresholdOrSchedule = 5000.0,
   *,
   beta2: jax.typing.ArrayLike = 0.999,
   warmup_steps: jax.typing.ArrayLike = 20,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "clip_spikes",
 ) -> optax.GradientTransformationExtraArgs:
   r"""SPAM's spike-aware clipping: each element against its own history.
@@ -206,36 +209,36 @@ def clip_spikes(
     Training <https://arxiv.org/abs/2501.06842>`_, 2025
   """
   fn = "clip_spikes"
-  _core.check_threshold(threshold, "threshold", fn)
+  _validation.check_threshold(threshold, "threshold", fn)
   _check_decay(beta2, "beta2", fn)
   _check_step_count(warmup_steps, "warmup_steps", fn)
-  _core.check_nonfinite(nonfinite, fn)
-  _core.check_name(name)
+  _validation.check_nonfinite(nonfinite, fn)
+  _validation.check_name(name)
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
     nu = jax.tree.map(lambda p: jnp.zeros_like(p, _state_dtype(p)), params)
     return SpikeClipState(
       count=jnp.zeros([], jnp.int32),
       nu=nu,
-      stats=_core.named(name, _core.init_stats()),
+      stats=_stats.named(name, _stats.init_stats()),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn, allow_complex=False)
+    _validation.check_leaves(leaves, fn, allow_complex=False)
     nus = treedef.flatten_up_to(state.nu)
-    prev = _core.unnamed(state.stats)
-    theta = _core.resolve(threshold, prev.step)
-    norm = _core.root(_core.global_power(leaves, 2), 2)
+    prev = _stats.unnamed(state.stats)
+    theta = _validation.resolve(threshold, prev.step)
+    norm = _norms.root(_norms.global_power(leaves, 2), 2)
     finite = jnp.isfinite(norm)
-    _core.check_finite(finite, nonfinite, fn, name, norm, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
+    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
+    keep = _scaling.keep_mask(finite, nonfinite)
     active = state.count >= warmup_steps
     out, new_nus, factors, flags = [], [], [], []
     for g, nu in zip(leaves, nus):
-      dt = jnp.promote_types(_core.acc_dtype(g.dtype), nu.dtype)
+      dt = jnp.promote_types(_norms.acc_dtype(g.dtype), nu.dtype)
       g_, nu_ = g.astype(dt), nu.astype(dt)
       bound_sq = jnp.asarray(theta, dt) * nu_
       over = jnp.logical_and(active, jnp.square(g_) > bound_sq)
@@ -252,13 +255,13 @@ def clip_spikes(
       factors.append(
         jnp.where(over, bound / jnp.where(over, jnp.abs(g_), 1), 1)
       )
-    norm_after = _core.root(_core.global_power(out, 2), 2) if out else 0.0
-    frac = _core.fraction_true(flags)
-    scale = _core.min_factor(factors)
+    norm_after = _norms.root(_norms.global_power(out, 2), 2) if out else 0.0
+    frac = _stats.fraction_true(flags)
+    scale = _stats.min_factor(factors)
     if keep is not None:
       frac = jnp.where(keep, frac, 1.0)
       scale = jnp.where(keep, scale, 0.0)
-    stats = _core.next_stats(
+    stats = _stats.next_stats(
       prev,
       finite=finite,
       norm_before=norm,
@@ -270,7 +273,7 @@ def clip_spikes(
     return jax.tree.unflatten(treedef, out), SpikeClipState(
       count=count,
       nu=jax.tree.unflatten(treedef, new_nus),
-      stats=_core.named(name, stats),
+      stats=_stats.named(name, stats),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -298,10 +301,10 @@ class StableSpamState(NamedTuple):
   max_ema: jax.Array
   norm_ema: jax.Array
   sq_norm_ema: jax.Array
-  stats: dict[str, _core.ClipStats]
+  stats: dict[str, _stats.ClipStats]
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -328,7 +331,7 @@ def stable_spam_clip(
   theta: jax.typing.ArrayLike = 0.999,
   *,
   eps: jax.typing.ArrayLike = 1e-8,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "stable_spam_clip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Stable-SPAM's AdaClip and AdaGN, leaf by leaf, as one transformation.
@@ -407,12 +410,12 @@ def stable_spam_clip(
   _check_decay(gamma1, "gamma1", fn)
   _check_decay(gamma2, "gamma2", fn)
   _check_decay(theta, "theta", fn)
-  _core.check_threshold(eps, "eps", fn, allow_schedule=False)
-  _core.check_nonfinite(nonfinite, fn)
-  _core.check_name(name)
+  _validation.check_threshold(eps, "eps", fn, allow_schedule=False)
+  _validation.check_nonfinite(nonfinite, fn)
+  _validation.check_name(name)
   f32 = jnp.float32
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
     n = len(jax.tree.leaves(params))
     zeros = jnp.zeros([n], f32)
@@ -421,50 +424,50 @@ def stable_spam_clip(
       max_ema=zeros,
       norm_ema=zeros,
       sq_norm_ema=zeros,
-      stats=_core.named(name, _core.init_stats()),
+      stats=_stats.named(name, _stats.init_stats()),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn, allow_complex=False)
+    _validation.check_leaves(leaves, fn, allow_complex=False)
     if len(leaves) != state.max_ema.shape[0]:
       raise ValueError(
         f"optaxclip.{fn}: the updates have {len(leaves)} leaves but the "
         f"state was initialised for {state.max_ema.shape[0]}; init it with "
         "parameters of the same structure as the gradients."
       )
-    prev = _core.unnamed(state.stats)
+    prev = _stats.unnamed(state.stats)
     if not leaves:
-      stats = _core.next_stats(
+      stats = _stats.next_stats(
         prev, finite=jnp.array(True), norm_before=0.0, norm_after=0.0
       )
-      return updates, state._replace(stats=_core.named(name, stats))
-    norm = _core.root(_core.global_power(leaves, 2), 2)
+      return updates, state._replace(stats=_stats.named(name, stats))
+    norm = _norms.root(_norms.global_power(leaves, 2), 2)
     finite = jnp.isfinite(norm)
-    _core.check_finite(finite, nonfinite, fn, name, norm, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
+    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
+    keep = _scaling.keep_mask(finite, nonfinite)
     t = optax.safe_increment(state.count).astype(f32)
     th, g1, g2 = (jnp.asarray(x, f32) for x in (theta, gamma1, gamma2))
 
     # AdaClip: bias-corrected EMA of each leaf's largest magnitude.
-    peak = _core.stack_scalars(_core.leaf_powers(leaves, "inf"), f32)
+    peak = _norms.stack_scalars(_norms.leaf_powers(leaves, "inf"), f32)
     max_ema = th * state.max_ema + (1 - th) * peak
     max_hat = max_ema / (1 - th**t)
     over_leaf = peak > max_hat
     ratio = jnp.where(over_leaf, max_hat / jnp.where(over_leaf, peak, 1), 1)
     clipped, flags = [], []
-    leaf_max = _core.materialize_each(max_hat)
-    leaf_ratio = _core.materialize_each(ratio)
+    leaf_max = _scaling.compute_each_once(max_hat)
+    leaf_ratio = _scaling.compute_each_once(ratio)
     for g, m, r in zip(leaves, leaf_max, leaf_ratio):
-      g_ = g.astype(_core.acc_dtype(g.dtype))
+      g_ = g.astype(_norms.acc_dtype(g.dtype))
       over = jnp.abs(g_) > m.astype(g_.dtype)
       flags.append(over)
       clipped.append(jnp.where(over, g_ * r.astype(g_.dtype), g_))
 
     # AdaGN: rescale each leaf to the bias-corrected ratio c.
-    power = _core.stack_scalars(_core.leaf_powers(clipped, 2), f32)
-    cnorm = _core.root(power, 2)
+    power = _norms.stack_scalars(_norms.leaf_powers(clipped, 2), f32)
+    cnorm = _norms.root(power, 2)
     norm_ema = g1 * state.norm_ema + (1 - g1) * cnorm
     sq_norm_ema = g2 * state.sq_norm_ema + (1 - g2) * power
     c = (norm_ema / (1 - g1**t)) / (
@@ -472,20 +475,20 @@ def stable_spam_clip(
     )
     nonzero = cnorm > 0
     gain = jnp.where(nonzero, c / jnp.where(nonzero, cnorm, 1), 1)
-    applied = _core.materialize_each(gain)
+    applied = _scaling.compute_each_once(gain)
     out = [
-      _core.scale_leaf(x, a, keep).astype(g.dtype)
+      _scaling.scale_leaf(x, a, keep).astype(g.dtype)
       for x, a, g in zip(clipped, applied, leaves)
     ]
 
-    norm_after = _core.root(jnp.sum(jnp.where(nonzero, c**2, 0)), 2)
+    norm_after = _norms.root(jnp.sum(jnp.where(nonzero, c**2, 0)), 2)
     scale = jnp.min(gain * ratio)
-    frac = _core.fraction_true(flags)
+    frac = _stats.fraction_true(flags)
     if keep is not None:
       norm_after = jnp.where(keep, norm_after, 0.0)
       scale = jnp.where(keep, scale, 0.0)
       frac = jnp.where(keep, frac, 1.0)
-    stats = _core.next_stats(
+    stats = _stats.next_stats(
       prev,
       finite=finite,
       norm_before=norm,
@@ -499,7 +502,7 @@ def stable_spam_clip(
       max_ema=commit(max_ema, state.max_ema),
       norm_ema=commit(norm_ema, state.norm_ema),
       sq_norm_ema=commit(sq_norm_ema, state.sq_norm_ema),
-      stats=_core.named(name, stats),
+      stats=_stats.named(name, stats),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -512,8 +515,8 @@ def stable_spam_clip(
 _WATCHABLE = ("grad_norm", "loss")
 
 
-@_core.register_stats_type
-class SpikeSkipStats(NamedTuple):
+SpikeSkipStats = _stats.stats_type(
+  "SpikeSkipStats",
   """Statistics of :func:`skip_on_spike`: :class:`SkipStats` and the loss.
 
   Attributes:
@@ -533,19 +536,11 @@ class SpikeSkipStats(NamedTuple):
     loss: the loss passed to this step (NaN when none is watched).
     loss_threshold: the loss band's upper edge on this step (NaN while
       inactive, as ``threshold``).
-  """
-
-  norm_before: jax.Array
-  norm_after: jax.Array
-  threshold: jax.Array
-  scale: jax.Array
-  clipped: jax.Array
-  nonfinite_count: jax.Array
-  step: jax.Array
-  skip_count: jax.Array
-  consecutive_skips: jax.Array
-  loss: jax.Array
-  loss_threshold: jax.Array
+  """,
+  "loss",
+  "loss_threshold",
+  base=_wrappers.SkipStats,
+)
 
 
 class SpikeSkipState(NamedTuple):
@@ -619,7 +614,7 @@ def skip_on_spike(
   inner: optax.GradientTransformation,
   *,
   window: int = 128,
-  sigma_factor: _core.ThresholdOrSchedule = 6.0,
+  sigma_factor: _validation.ThresholdOrSchedule = 6.0,
   min_history: int = 20,
   watch: Sequence[str] = ("grad_norm", "loss"),
   max_consecutive_skips: int | None = None,
@@ -737,7 +732,7 @@ def skip_on_spike(
   ===================== ==================================================
   """
   fn = "skip_on_spike"
-  _core.check_name(name)
+  _validation.check_name(name)
   if not isinstance(inner, optax.GradientTransformation):
     raise TypeError(
       f"optaxclip.{fn}: `inner` must be an optax GradientTransformation, "
@@ -750,8 +745,8 @@ def skip_on_spike(
       f"optaxclip.{fn}: `min_history`={min_history} is larger than "
       f"`window`={window}; the window could never hold that many values."
     )
-  _core.check_threshold(sigma_factor, "sigma_factor", fn)
-  _core.check_flag(check_updates, "check_updates", fn)
+  _validation.check_threshold(sigma_factor, "sigma_factor", fn)
+  _validation.check_flag(check_updates, "check_updates", fn)
   watch = _check_watch(watch, fn)
   if max_consecutive_skips is not None:
     max_consecutive_skips = _check_static_int(
@@ -760,7 +755,7 @@ def skip_on_spike(
   watch_norm = "grad_norm" in watch
   f32 = jnp.float32
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
     zero = jnp.zeros([], jnp.int32)
     base = _wrappers.init_skip_stats()
@@ -773,19 +768,19 @@ def skip_on_spike(
       loss_window=jnp.zeros([window], f32),
       loss_count=zero,
       loss_pos=zero,
-      stats=_core.named(
+      stats=_stats.named(
         name, SpikeSkipStats(*base, loss=nan, loss_threshold=nan)
       ),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, fn)
-    prev = _core.unnamed(state.stats)
-    sigma = _core.resolve(sigma_factor, prev.step)
+    _validation.check_leaves(leaves, fn)
+    prev = _stats.unnamed(state.stats)
+    sigma = _validation.resolve(sigma_factor, prev.step)
     nan = jnp.full([], jnp.nan, f32)
 
-    norm = _core.root(_core.global_power(leaves, 2), 2).astype(f32)
+    norm = _norms.root(_norms.global_power(leaves, 2), 2).astype(f32)
     bad = jnp.logical_not(jnp.isfinite(norm))
     spike = jnp.array(False)
     norm_threshold = nan
@@ -866,7 +861,7 @@ def skip_on_spike(
       loss_window=loss_window,
       loss_count=loss_count,
       loss_pos=loss_pos,
-      stats=_core.named(name, stats),
+      stats=_stats.named(name, stats),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

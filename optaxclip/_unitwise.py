@@ -8,10 +8,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -27,11 +30,11 @@ from optaxclip import _core
   ===================== =================================================="""
 )
 def adaptive_grad_clip(
-  clipping: _core.ThresholdOrSchedule,
+  clipping: _validation.ThresholdOrSchedule,
   *,
   eps: jax.typing.ArrayLike = 1e-3,
   axis: int | tuple[int, ...] | None = None,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "adaptive_grad_clip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Unit-wise adaptive gradient clipping (AGC), relative to the weights.
@@ -86,40 +89,40 @@ def adaptive_grad_clip(
     Normalization <https://arxiv.org/abs/2102.06171>`_, 2021
   """
   fn = "adaptive_grad_clip"
-  _core.check_threshold(clipping, "clipping", fn)
-  _core.check_threshold(eps, "eps", fn, allow_schedule=False)
-  axis = _core.check_axis(axis, fn)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(clipping, "clipping", fn)
+  _validation.check_threshold(eps, "eps", fn, allow_schedule=False)
+  axis = _validation.check_axis(axis, fn)
+  _validation.check_nonfinite(nonfinite, fn)
 
   def apply(updates, params, prev):
-    _core.require_params(params, fn)
+    _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn)
+    _validation.check_leaves(leaves, fn)
     p_leaves = treedef.flatten_up_to(params)
-    lam = _core.resolve(clipping, prev.step)
+    lam = _validation.resolve(clipping, prev.step)
     factors, clipped, total, after = [], [], [], []
     for g, p in zip(leaves, p_leaves):
-      gp = _core.unit_power(g, axis, 2, fn)
-      w = jnp.maximum(_core.root(_core.unit_power(p, axis, 2, fn), 2), eps)
-      f, c = _core.clip_factor(_core.root(gp, 2), lam * w, nonfinite)
+      gp = _norms.unit_power(g, axis, 2, fn)
+      w = jnp.maximum(_norms.root(_norms.unit_power(p, axis, 2, fn), 2), eps)
+      f, c = _scaling.clip_factor(_norms.root(gp, 2), lam * w, nonfinite)
       factors.append(f)
       clipped.append(c)
       total.append(jnp.sum(gp))
       after.append(jnp.sum(gp * f**2))
-    power = _core.combine(total, 2)
-    finite = jnp.isfinite(power)
-    norm = _core.root(power, 2)
-    _core.check_finite(finite, nonfinite, fn, name, norm, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
-    out = [_core.scale_leaf(g, f, keep) for g, f in zip(leaves, factors)]
-    frac = _core.fraction_true(clipped)
-    scale = _core.min_factor(factors)
-    norm_after = _core.root(_core.combine(after, 2), 2)
+    power = _norms.combine(total, 2)
+    finite = _scaling.good_step(jnp.isfinite(power), lam)
+    norm = _norms.root(power, 2)
+    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step, lam)
+    keep = _scaling.keep_mask(finite, nonfinite)
+    out = [_scaling.scale_leaf(g, f, keep) for g, f in zip(leaves, factors)]
+    frac = _stats.fraction_true(clipped)
+    scale = _stats.min_factor(factors)
+    norm_after = _norms.root(_norms.combine(after, 2), 2)
     if keep is not None:
       norm_after = jnp.where(keep, norm_after, 0)
       scale = jnp.where(keep, scale, 0)
       frac = jnp.where(keep, frac, 1.0)
-    return jax.tree.unflatten(treedef, out), _core.next_stats(
+    return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
       finite=finite,
       norm_before=norm,
@@ -128,4 +131,4 @@ def adaptive_grad_clip(
       clipped=frac,
     )
 
-  return _core.stateless_clipper(name, apply)
+  return _stats.stateless_clipper(name, apply)

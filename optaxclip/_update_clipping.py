@@ -10,7 +10,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
 
 class ClippyState(NamedTuple):
@@ -26,10 +29,10 @@ class ClippyState(NamedTuple):
   """
 
   factors: jax.Array
-  stats: dict[str, _core.ClipStats]
+  stats: dict[str, _stats.ClipStats]
 
 
-@_core.edge_cases(
+@_scaling.edge_cases(
   """
   ===================== ==================================================
   Case                  Result
@@ -48,10 +51,10 @@ class ClippyState(NamedTuple):
   ===================== =================================================="""
 )
 def clippy(
-  relative: _core.ThresholdOrSchedule = 0.1,
-  absolute: _core.ThresholdOrSchedule = 1e-7,
+  relative: _validation.ThresholdOrSchedule = 0.1,
+  absolute: _validation.ThresholdOrSchedule = 1e-7,
   *,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
   name: str = "clippy",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clippy: shrinks each leaf's update so no weight moves too far.
@@ -115,25 +118,25 @@ def clippy(
     in Recommender Systems <https://arxiv.org/abs/2302.09178>`_, 2023
   """
   fn = "clippy"
-  _core.check_threshold(relative, "relative", fn)
-  _core.check_threshold(absolute, "absolute", fn)
-  _core.check_nonfinite(nonfinite, fn)
-  _core.check_name(name)
+  _validation.check_threshold(relative, "relative", fn)
+  _validation.check_threshold(absolute, "absolute", fn)
+  _validation.check_nonfinite(nonfinite, fn)
+  _validation.check_name(name)
   f32 = jnp.float32
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
-    _core.require_params(params, fn)
+    _validation.require_params(params, fn)
     return ClippyState(
       factors=jnp.ones([len(jax.tree.leaves(params))], f32),
-      stats=_core.named(name, _core.init_stats()),
+      stats=_stats.named(name, _stats.init_stats()),
     )
 
   def update_fn(updates, state, params=None, **extra_args):
     del extra_args
-    _core.require_params(params, fn)
+    _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
-    _core.check_leaves(leaves, fn)
+    _validation.check_leaves(leaves, fn)
     p_leaves = treedef.flatten_up_to(params)
     if len(leaves) != state.factors.shape[0]:
       raise ValueError(
@@ -141,23 +144,25 @@ def clippy(
         f"state was initialised for {state.factors.shape[0]}; init it with "
         "parameters of the same structure as the updates."
       )
-    prev = _core.unnamed(state.stats)
+    prev = _stats.unnamed(state.stats)
     if not leaves:
-      stats = _core.next_stats(
+      stats = _stats.next_stats(
         prev, finite=jnp.array(True), norm_before=0.0, norm_after=0.0
       )
-      return updates, ClippyState(state.factors, _core.named(name, stats))
-    rel = _core.resolve(relative, prev.step)
-    abs_ = _core.resolve(absolute, prev.step)
-    powers = _core.stack_scalars(_core.leaf_powers(leaves, 2))
-    total = _core.combine(powers, 2)
-    norm = _core.root(total, 2)
-    finite = jnp.isfinite(total)
-    _core.check_finite(finite, nonfinite, fn, name, norm, prev.step)
-    keep = _core.keep_mask(finite, nonfinite)
+      return updates, ClippyState(state.factors, _stats.named(name, stats))
+    rel = _validation.resolve(relative, prev.step)
+    abs_ = _validation.resolve(absolute, prev.step)
+    powers = _norms.stack_scalars(_norms.leaf_powers(leaves, 2))
+    total = _norms.combine(powers, 2)
+    norm = _norms.root(total, 2)
+    finite = _scaling.good_step(jnp.isfinite(total), rel, abs_)
+    _scaling.check_finite(
+      finite, nonfinite, fn, name, norm, prev.step, jnp.stack([rel, abs_])
+    )
+    keep = _scaling.keep_mask(finite, nonfinite)
     factors = []
     for u, w in zip(leaves, p_leaves):
-      dt = _core.acc_dtype(u.dtype)
+      dt = _norms.acc_dtype(u.dtype)
       mag = jnp.abs(u).astype(dt)
       w_mag = jnp.abs(w).astype(dt)
       # 0 * inf would be NaN: a zero weight allows no relative move at all.
@@ -165,12 +170,15 @@ def clippy(
       bound = bound + jnp.asarray(abs_, dt)
       zero = mag == 0
       ratio = jnp.where(zero, 1, bound / jnp.where(zero, 1, mag))
-      factors.append(jnp.minimum(1, jnp.min(ratio, initial=1)).astype(f32))
-    (applied,) = _core.materialize(factors)
-    out = [_core.scale_leaf(u, s, keep) for u, s in zip(leaves, applied)]
-    s = _core.stack_scalars(factors)
+      f = jnp.minimum(1, jnp.min(ratio, initial=1)).astype(f32)
+      factors.append(
+        f if keep is not None else _scaling.nan_unless_valid(f, rel, abs_)
+      )
+    (applied,) = _scaling.compute_once(factors)
+    out = [_scaling.scale_leaf(u, s, keep) for u, s in zip(leaves, applied)]
+    s = _norms.stack_scalars(factors)
     power = powers.astype(f32)
-    norm_after = _core.root(jnp.sum(power * s**2), 2)
+    norm_after = _norms.root(jnp.sum(power * s**2), 2)
     scale = jnp.min(s)
     frac = jnp.mean((s < 1).astype(f32))
     if keep is not None:
@@ -178,7 +186,7 @@ def clippy(
       norm_after = jnp.where(keep, norm_after, 0.0)
       scale = jnp.where(keep, scale, 0.0)
       frac = jnp.where(keep, frac, 1.0)
-    stats = _core.next_stats(
+    stats = _stats.next_stats(
       prev,
       finite=finite,
       norm_before=norm,
@@ -188,7 +196,7 @@ def clippy(
     )
     return jax.tree.unflatten(treedef, out), ClippyState(
       factors=s,
-      stats=_core.named(name, stats),
+      stats=_stats.named(name, stats),
     )
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

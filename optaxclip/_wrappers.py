@@ -4,21 +4,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from jax.extend import core as jcore
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
-
-@_core.register_stats_type
-class SkipStats(NamedTuple):
+SkipStats = _stats.stats_type(
+  "SkipStats",
   """Statistics of a skipping wrapper (the fields of ClipStats, and more).
 
   Attributes:
@@ -32,17 +31,10 @@ class SkipStats(NamedTuple):
     step: number of steps seen so far (skipped or not).
     skip_count: steps skipped so far, for any reason.
     consecutive_skips: skips in a row up to this step (0 after a good step).
-  """
-
-  norm_before: jax.Array
-  norm_after: jax.Array
-  threshold: jax.Array
-  scale: jax.Array
-  clipped: jax.Array
-  nonfinite_count: jax.Array
-  step: jax.Array
-  skip_count: jax.Array
-  consecutive_skips: jax.Array
+  """,
+  "skip_count",
+  "consecutive_skips",
+)
 
 
 class SkipState(NamedTuple):
@@ -61,7 +53,9 @@ class SkipState(NamedTuple):
 def init_skip_stats() -> SkipStats:
   """Statistics of a skipping wrapper before its first step."""
   zero = jnp.zeros([], jnp.int32)
-  return SkipStats(*_core.init_stats(), skip_count=zero, consecutive_skips=zero)
+  return SkipStats(
+    *_stats.init_stats(), skip_count=zero, consecutive_skips=zero
+  )
 
 
 def next_skip_stats(
@@ -75,8 +69,8 @@ def next_skip_stats(
 ) -> SkipStats:
   """Statistics after one step of a skipping wrapper."""
   skipped_i = skipped.astype(jnp.int32)
-  base = _core.next_stats(
-    _core.ClipStats(*prev[:7]),
+  base = _stats.next_stats(
+    _stats.ClipStats(*prev[:7]),
     finite=jnp.logical_not(nonfinite),
     norm_before=norm_before,
     norm_after=jnp.where(skipped, 0.0, norm_after),
@@ -89,104 +83,6 @@ def next_skip_stats(
     skip_count=prev.skip_count + skipped_i,
     consecutive_skips=jnp.where(skipped, prev.consecutive_skips + 1, 0),
   )
-
-
-def _is_array(x: Any) -> bool:
-  return isinstance(x, (jax.Array, np.ndarray, np.generic))
-
-
-def _run_selecting(
-  fn: Callable[..., tuple[Any, Any]],
-  args: tuple[Any, ...],
-  select: Callable[[int, jax.Array], jax.Array],
-  state_def: Any,
-) -> tuple[list[Any], list[Any], Any]:
-  """``fn(*args)``, each state output replaced by ``select`` where it is made.
-
-  ``fn`` returns ``(updates, state)``. Its program is traced and evaluated
-  equation by equation (as :func:`jax.core.eval_jaxpr` does); the moment an
-  equation produces the value of state leaf ``j``, that value is replaced by
-  ``select(j, value)`` for every later use, the updates' computation
-  included, as well as for the output. With ``select`` keeping the old
-  leaf on a skipped step, the updates of an accepted step are unchanged
-  (the selected value *is* the new one), and XLA sees each new state leaf
-  written once, in place of the old one, then read by the updates, as in
-  the unwrapped step. Selecting only the outputs instead leaves the new
-  state read twice (by the updates and by the select), which on the CPU
-  backend costs a fresh copy of the whole state every step (finding 3 of
-  ``benchmarks/README.md``).
-
-  Args:
-    fn: ``(updates, state, params, extra_args) -> (updates, state)``.
-    args: its arguments; leaves that are not arrays stay Python values.
-    select: ``(state leaf index, new value) -> value to use``.
-    state_def: the tree structure the state must keep.
-
-  Returns:
-    ``(update_leaves, state_leaves, update_treedef)``.
-
-  Raises:
-    ValueError: if ``fn`` returns a state of another structure.
-  """
-  flat, treedef = jax.tree.flatten(args)
-  dynamic = [i for i, x in enumerate(flat) if _is_array(x)]
-  trees = []
-
-  def flat_fn(*xs):
-    full = list(flat)
-    for i, x in zip(dynamic, xs):
-      full[i] = x
-    updates, state = fn(*jax.tree.unflatten(treedef, full))
-    u, u_def = jax.tree.flatten(updates)
-    s, s_def = jax.tree.flatten(state)
-    trees.append((len(u), u_def, s_def))
-    return u + s
-
-  closed = jax.make_jaxpr(flat_fn)(*[flat[i] for i in dynamic])
-  n_u, u_def, s_def = trees[0]
-  if s_def != state_def:
-    raise ValueError(
-      "optaxclip: the wrapped transformation returned a state of structure "
-      f"{s_def}, but its state has structure {state_def}; a skip wrapper "
-      "can only guard transformations whose state keeps its structure."
-    )
-  jaxpr = closed.jaxpr
-  outs = jaxpr.outvars
-  first: dict[Any, int] = {}
-  for j, v in enumerate(outs[n_u:]):
-    if isinstance(v, jcore.Var):
-      first.setdefault(v, j)
-  env: dict[Any, Any] = {}
-  raw: dict[Any, Any] = {}
-
-  def write(v, x):
-    if v in first:
-      raw[v] = x
-      x = select(first[v], x)
-    env[v] = x
-
-  def read(v):
-    return v.val if isinstance(v, jcore.Literal) else env[v]
-
-  for v, x in zip(jaxpr.constvars, closed.consts):
-    env[v] = x
-  for v, i in zip(jaxpr.invars, dynamic):
-    write(v, flat[i])
-  for eqn in jaxpr.eqns:
-    params = eqn.primitive.get_bind_params(eqn.params)
-    with eqn.ctx.manager:
-      ans = eqn.primitive.bind(*map(read, eqn.invars), **params)
-    if not eqn.primitive.multiple_results:
-      ans = [ans]
-    for v, x in zip(eqn.outvars, ans):
-      write(v, x)
-  state = []
-  for j, v in enumerate(outs[n_u:]):
-    if isinstance(v, jcore.Var) and first[v] == j:
-      state.append(env[v])
-    else:  # a literal, or a value that is also an earlier state leaf
-      state.append(select(j, raw[v] if isinstance(v, jcore.Var) else v.val))
-  return [read(v) for v in outs[:n_u]], state, u_def
 
 
 def guarded_update(
@@ -203,10 +99,10 @@ def guarded_update(
 
   A skipped step returns zero updates and the old inner state, untouched;
   ``inner`` then sees zero gradients, so NaN gradients never reach its
-  arithmetic. The choice between new and old state is made where each new
-  state leaf is computed (see :func:`_run_selecting`), so that an accepted
-  step costs what the inner step costs, plus a select that XLA fuses into
-  it.
+  arithmetic. Each state leaf is chosen between new and old by a select,
+  with no conditional (on the CPU, where each new state leaf is computed:
+  see :func:`_scaling.run_keeping_state`), so that an accepted step costs
+  what the inner step costs, plus a select that XLA fuses into it.
 
   Args:
     inner: the wrapped transformation.
@@ -217,7 +113,7 @@ def guarded_update(
     extra_args: extra arguments, forwarded to ``inner``.
     check_updates: also skip when the inner step's updates are not finite
       (static). They are then computed once more before the state is
-      chosen, and checked with :func:`_core.any_nonfinite`.
+      chosen, and checked with :func:`_norms.any_nonfinite`.
 
   Returns:
     ``(updates, inner_state, skipped, bad_updates)``; ``bad_updates``
@@ -227,7 +123,7 @@ def guarded_update(
   inner = optax.with_extra_args_support(inner)
 
   def zeroed(skip):
-    return jax.tree.map(lambda g: _core.zero_where(skip, g), updates)
+    return jax.tree.map(lambda g: _scaling.zero_where(skip, g), updates)
 
   skipped = skip_before
   bad_out = jnp.array(False)
@@ -236,27 +132,18 @@ def guarded_update(
       zeroed(skip_before), inner_state, params, **extra_args
     )
     out_leaves = jax.tree.leaves(trial)
-    _core.check_leaves(out_leaves, "skip wrapper")
-    bad_out = _core.any_nonfinite(out_leaves, computed=True)
+    _validation.check_leaves(out_leaves, "skip wrapper")
+    bad_out = _norms.any_nonfinite(out_leaves, computed=True)
     skipped = jnp.logical_or(skip_before, bad_out)
-  # The mask reads every leaf's norm: computed once (see `materialize`).
-  (skipped,) = _core.materialize(skipped)
-  old = jax.tree.leaves(inner_state)
-
-  def select(j, new):
-    if new is old[j]:
-      return new
-    return jnp.where(skipped, old[j], new)
-
-  state_def = jax.tree.structure(inner_state)
-  u, s, u_def = _run_selecting(
+  # The mask reads every leaf's norm: computed once (see `compute_once`).
+  (skipped,) = _scaling.compute_once(skipped)
+  u, s, u_def, state_def = _scaling.run_keeping_state(
     lambda g, st, p, e: inner.update(g, st, p, **e),
     (zeroed(skipped), inner_state, params, extra_args),
-    select,
-    state_def,
+    skipped,
   )
-  _core.check_leaves(u, "skip wrapper")
-  u = [_core.zero_where(skipped, x) for x in u]
+  _validation.check_leaves(u, "skip wrapper")
+  u = [_scaling.zero_where(skipped, x) for x in u]
   return (
     jax.tree.unflatten(u_def, u),
     jax.tree.unflatten(state_def, s),
@@ -298,8 +185,10 @@ def skip_nonfinite(
   skipped step ``inner`` sees zero gradients, and each leaf of its new
   state is chosen between new and old right where the inner step computes
   it, so the accepted step's updates read the chosen state and XLA writes
-  every state leaf once, in place (the inner step is traced and evaluated
-  equation by equation for this; :func:`_run_selecting`). With
+  every state leaf once, in place (on the CPU the inner step is traced and
+  evaluated equation by equation for this). There is no conditional: on a
+  GPU or TPU the choice is a select on the inner step's outputs; no GPU
+  measurement has shown that a conditional would be faster. With
   ``check_updates`` the inner updates are computed once more before the
   choice, only to be checked.
 
@@ -344,22 +233,22 @@ def skip_nonfinite(
   empty pytree          passed through
   ===================== ==================================================
   """
-  _core.check_name(name)
+  _validation.check_name(name)
   if not isinstance(inner, optax.GradientTransformation):
     raise TypeError(
       "optaxclip.skip_nonfinite: `inner` must be an optax "
       f"GradientTransformation, got {type(inner).__name__}."
     )
-  _core.check_flag(check_updates, "check_updates", "skip_nonfinite")
+  _validation.check_flag(check_updates, "check_updates", "skip_nonfinite")
 
-  @_core.unshared
+  @_stats.unshared
   def init_fn(params):
-    return SkipState(inner.init(params), _core.named(name, init_skip_stats()))
+    return SkipState(inner.init(params), _stats.named(name, init_skip_stats()))
 
   def update_fn(updates, state, params=None, **extra_args):
     leaves = jax.tree.leaves(updates)
-    _core.check_leaves(leaves, "skip_nonfinite")
-    in_norm = _core.root(_core.global_power(leaves, 2), 2)
+    _validation.check_leaves(leaves, "skip_nonfinite")
+    in_norm = _norms.root(_norms.global_power(leaves, 2), 2)
     bad_in = ~jnp.isfinite(in_norm)
     new_updates, inner_state, skipped, _ = guarded_update(
       inner,
@@ -371,12 +260,12 @@ def skip_nonfinite(
       check_updates=check_updates,
     )
     new = next_skip_stats(
-      _core.unnamed(state.stats),
+      _stats.unnamed(state.stats),
       skipped=skipped,
       nonfinite=skipped,
       norm_before=in_norm,
       norm_after=in_norm,
     )
-    return new_updates, SkipState(inner_state, _core.named(name, new))
+    return new_updates, SkipState(inner_state, _stats.named(name, new))
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -12,7 +12,6 @@ optimizer for wrappers (which wrap ``case.inner()``).
 from __future__ import annotations
 
 import functools
-import re
 
 import chex
 import flax.serialization
@@ -28,7 +27,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _paths
+from optaxclip import _stats
 
 CASES = pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 PROBE = "probe"  # the name= every case is built with where names matter
@@ -473,7 +473,7 @@ def test_stats_found_in_every_container(case):
     _, states = run(tx, case, grads, params, 2)
     found = optaxclip.stats(states[-1])
     assert PROBE in found, (where, list(found))
-    assert isinstance(found[PROBE], tuple(_core._STATS_TYPES)), where
+    assert isinstance(found[PROBE], tuple(_stats._STATS_TYPES)), where
     assert int(found[PROBE].step) == 2, where
     # Traced states give the same names, in the same order.
     traced = jax.eval_shape(optaxclip.stats, states[-1])
@@ -517,7 +517,7 @@ def test_stats_found_in_nnx_optimizer(case):
   maybe_skip(case, "stats")
   params, grads = make_params(), make_grads(2)
   model = _Model(params)
-  assert _core.leaf_paths(nnx.state(model, nnx.Param)) == _core.leaf_paths(
+  assert _paths.leaf_paths(nnx.state(model, nnx.Param)) == _paths.leaf_paths(
     params
   )
   opt = nnx.Optimizer(model, pipeline(case, name=PROBE), wrt=nnx.Param)
@@ -547,116 +547,3 @@ def test_state_can_be_donated(case):
   _, state = step(grads, state, params)
   _, state = step(grads, state, params)
   assert optaxclip.stats(state)
-
-
-def _compiled_text(case: Case, n_leaves: int) -> str:
-  """The optimised HLO of one jitted update, ``n_leaves`` leaves."""
-  return _compiled_text_of(case.name, n_leaves)
-
-
-@functools.cache
-def _compiled_text_of(name: str, n_leaves: int) -> str:
-  (case,) = [c for c in REGISTRY if c.name == name]
-  # 65,792 elements: above `_core._SMALL_LEAF`, so no leaf is bucketed.
-  leaf = jax.ShapeDtypeStruct((257, 256), jnp.float32)
-  params = {f"w{i:03d}": leaf for i in range(n_leaves)}
-  tx = pipeline(case)
-  extra = dict(case.extra_args)
-
-  def step(g, s, p):
-    return tx.update(g, s, p, **extra)
-
-  state = jax.eval_shape(tx.init, params)
-  return jax.jit(step).lower(params, state, params).compile().as_text()
-
-
-def _compiled_lines(case: Case, n_leaves: int) -> int:
-  """Lines of the optimised HLO of one jitted update, ``n_leaves`` leaves."""
-  return _compiled_text(case, n_leaves).count("\n")
-
-
-@CASES
-def test_compiled_program_grows_linearly_with_leaves(case):
-  # A factor or keep mask computed from every leaf's norm, left for XLA to
-  # copy into each leaf's kernels, makes the program (and compile time)
-  # quadratic in the number of leaves: adagc + Adam compiled 57x slower
-  # than Adam at 300 leaves. `_core.materialize` computes it once; 3x the
-  # leaves must give at most 3x the program (it gave 4.3-4.8x for the
-  # per-leaf clippers before).
-  ratio = _compiled_lines(case, 48) / _compiled_lines(case, 16)
-  assert ratio <= 3.0, f"{case.name}: 48 vs 16 leaves gives {ratio:.2f}x HLO"
-
-
-def _kernels_reading_scalars(text: str, limit: int) -> dict[str, int]:
-  """Fusions of the entry computation reading more than ``limit`` scalars."""
-  entry = text[text.index("\nENTRY") :]
-  shapes = dict(re.findall(r"%([\w.\-]+) = (\S+) ", entry))
-  wide = {}
-  for name, operands in re.findall(
-    r"%([\w.\-]+) = \S+ fusion\((.*?)\), kind=", entry
-  ):
-    scalars = [
-      o
-      for o in re.findall(r"%([\w.\-]+)", operands)
-      if re.fullmatch(r"\w+\[\]", shapes.get(o, ""))
-    ]
-    if len(scalars) > limit:
-      wide[name] = len(scalars)
-  return wide
-
-
-@CASES
-def test_no_kernel_reads_every_leafs_scalar(case):
-  # A statistic computed from a stack of per-leaf norms: XLA fuses the
-  # stacking into the kernel that reads the vector, so that kernel reads one
-  # scalar per leaf, and compiling it takes seconds at thousands of leaves
-  # (monitor_norms + Adam at 3000 leaves: 39.6 s, 24.4 s with the vector
-  # built once by `_core.stack_scalars`; Adam alone 19.6 s).
-  wide = _kernels_reading_scalars(_compiled_text(case, 48), 32)
-  assert not wide, f"{case.name}: kernels reading many scalars: {wide}"
-
-
-def test_kernels_reading_scalars_finds_a_wide_kernel():
-  # The detector itself: a sum of 48 scalar reductions, left to XLA, is one
-  # kernel reading 48 scalars.
-  leaves = [jnp.ones((257, 256), jnp.float32) for _ in range(48)]
-
-  def total(xs):
-    return jnp.sum(jnp.stack([jnp.sum(x) for x in xs]))
-
-  text = jax.jit(total).lower(leaves).compile().as_text()
-  assert list(_kernels_reading_scalars(text, 32).values()) == [48]
-
-  def total_once(xs):
-    return jnp.sum(_core.stack_scalars([jnp.sum(x) for x in xs]))
-
-  text = jax.jit(total_once).lower(leaves).compile().as_text()
-  assert not _kernels_reading_scalars(text, 32)
-
-
-def _leaf_kernels(case: Case, n_leaves: int) -> int:
-  """Distinct kernels that read or write a whole leaf, ``n_leaves`` leaves."""
-  text = _compiled_text(case, n_leaves)
-  bodies = set()
-  for block in text.split("\n\n"):
-    header = block.split("\n")[0]
-    if not re.match(r"%(fused_computation|wrapped_)", header):
-      continue
-    if "[257,256]" not in header:
-      continue
-    body = re.sub(r", metadata=\{[^}]*\}", "", block)
-    body = re.sub(r"%[\w.\-]+|param_[\d.]+", "%", body)
-    bodies.add(body)
-  return len(bodies)
-
-
-@CASES
-def test_equal_shaped_leaves_share_kernels(case):
-  # XLA compiles a kernel once for all fusions with the same body. A leaf
-  # kernel that slices element i of a per-leaf factor vector is a different
-  # body for every leaf: clip_by_tensor_norm + Adam at 300 leaves then took
-  # 11.6 s to compile against 4.4 s with scalar operands (Adam alone 1.2 s).
-  # 24 equal leaves may add a kernel or two (a second group or bucket), not
-  # one per leaf.
-  grown = _leaf_kernels(case, 24) - _leaf_kernels(case, 8)
-  assert grown <= 3, f"{case.name}: 16 more leaves gave {grown} more kernels"

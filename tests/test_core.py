@@ -1,6 +1,6 @@
 # Copyright 2026 The optaxclip authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Tests of the shared machinery in ``optaxclip._core``.
+"""Tests of the shared machinery: norms, scaling, statistics, validation.
 
 Norms are compared with NumPy float64 re-implementations on random pytrees
 of mixed shapes, including enough small leaves to fill several buckets and
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 from typing import NamedTuple
 
 import chex
@@ -22,8 +21,12 @@ import optax
 import pytest
 from flax import nnx
 
-import optaxclip
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _paths
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
+from optaxclip import _xla
 
 ORDS = (1, 2, "inf")
 
@@ -65,7 +68,7 @@ def random_leaves(rng, shapes, dtypes=(np.float32,), scale=1.0):
 # Mixed ranks, an empty leaf, and one leaf above `_SMALL_LEAF` elements,
 # which is reduced on its own rather than in a bucket.
 MIXED = [(), (1,), (3, 5), (2, 3, 4), (0, 3), (7,), (2, 2, 2, 2), (300, 230)]
-assert math.prod(MIXED[-1]) > _core._SMALL_LEAF
+assert math.prod(MIXED[-1]) > _xla._SMALL_LEAF
 
 
 # ---------------------------------------------------------------------------
@@ -76,7 +79,7 @@ assert math.prod(MIXED[-1]) > _core._SMALL_LEAF
 @functools.partial(jax.jit, static_argnums=1)
 def _measure(leaves, ord):
   """(global norm, per-leaf powers), in one compiled function."""
-  return _core.root(_core.global_power(leaves, ord), ord), _core.leaf_powers(
+  return _norms.root(_norms.global_power(leaves, ord), ord), _norms.leaf_powers(
     leaves, ord
   )
 
@@ -96,19 +99,30 @@ def test_global_power_and_leaf_powers_match_numpy(rng, ord):
   )
 
 
+def all_eqns(jaxpr):
+  """The equations of a jaxpr and of every jaxpr nested in it (branches)."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for value in eqn.params.values():
+      for v in value if isinstance(value, (tuple, list)) else (value,):
+        inner = getattr(v, "jaxpr", v)
+        if hasattr(inner, "eqns"):
+          yield from all_eqns(inner)
+
+
 @pytest.mark.parametrize("ord", ORDS)
 def test_many_small_leaves_fill_several_buckets(rng, ord, monkeypatch):
   # More leaves than fit one bucket: segment reductions must keep each
   # leaf's power in its own slot, in order. (Buckets shrunk to 8 leaves so
   # that this compiles quickly; the code path is the same.)
-  monkeypatch.setattr(_core, "_BUCKET_LEAVES", 8)
-  n = _core._BUCKET_LEAVES * 2 + 3
+  monkeypatch.setattr(_xla, "_BUCKET_LEAVES", 8)
+  n = _xla._BUCKET_LEAVES * 2 + 3
   shapes = [(int(k),) for k in rng.integers(1, 9, n)]
   leaves = random_leaves(rng, shapes)
-  buckets, singles = _core._buckets(leaves)
+  buckets, singles = _xla._buckets(leaves)
   assert len(buckets) == 3 and not singles
   assert sorted(i for b in buckets for i in b) == list(range(n))
-  assert all(len(b) <= _core._BUCKET_LEAVES for b in buckets)
+  assert all(len(b) <= _xla._BUCKET_LEAVES for b in buckets)
   norm, powers = _measure(leaves, ord)
   np.testing.assert_allclose(
     np.array(powers, np.float64),
@@ -126,18 +140,18 @@ def test_mid_sized_leaves_of_one_shape_are_reduced_together(rng, ord):
   # own groups; one leaf holds a NaN and one an inf, which must stay in
   # their own slots.
   shape = (64, 80)
-  assert _core._SMALL_LEAF < math.prod(shape) <= _core._TOGETHER_ELEMENTS
+  assert _xla._SMALL_LEAF < math.prod(shape) <= _xla._TOGETHER_ELEMENTS
   leaves = random_leaves(rng, [shape] * 40, (np.float32, jnp.bfloat16))
   leaves[5] = leaves[5].at[3, 7].set(jnp.nan)
   leaves[12] = leaves[12].at[0, 0].set(-jnp.inf)
-  buckets, together, singles = _core._leaf_plan(leaves)
+  buckets, together, singles = _xla._leaf_plan(leaves)
   assert not buckets and not singles
   assert [len(g) for g in together] == [16, 4, 16, 4]
   assert all(len({leaves[i].dtype for i in g}) == 1 for g in together)
-  jaxpr = jax.make_jaxpr(lambda x: _core.leaf_powers(x, ord))(leaves)
-  variadic = [e for e in jaxpr.eqns if e.primitive.name == "reduce"]
+  jaxpr = jax.make_jaxpr(lambda x: _norms.leaf_powers(x, ord))(leaves)
+  variadic = [e for e in all_eqns(jaxpr.jaxpr) if e.primitive.name == "reduce"]
   assert sorted(len(e.outvars) for e in variadic) == [4, 4, 16, 16]
-  powers = np.array(jax.jit(_core.leaf_powers, static_argnums=1)(leaves, ord))
+  powers = np.array(jax.jit(_norms.leaf_powers, static_argnums=1)(leaves, ord))
   want = np.array([np_power(x, ord) for x in leaves])
   assert np.isnan(powers[5]) and np.isnan(want[5])
   assert powers[12] == np.inf
@@ -146,7 +160,7 @@ def test_mid_sized_leaves_of_one_shape_are_reduced_together(rng, ord):
 
 
 def test_only_equal_mid_sized_floating_leaves_are_reduced_together():
-  big = (_core._TOGETHER_ELEMENTS + 1,)
+  big = (_xla._TOGETHER_ELEMENTS + 1,)
   leaves = [
     jnp.ones((70, 70)),  # 4900 elements: grouped with the next one
     jnp.ones((70, 70)),
@@ -156,21 +170,21 @@ def test_only_equal_mid_sized_floating_leaves_are_reduced_together():
     jnp.ones((5000,), jnp.complex64),  # complex: on its own
     jnp.ones((3, 3)),  # small: bucket
   ]
-  buckets, together, singles = _core._leaf_plan(leaves)
+  buckets, together, singles = _xla._leaf_plan(leaves)
   assert buckets == [[6]] and together == [[0, 1]]
   assert singles == [2, 3, 4, 5]
   # A leaf reduced in a group is returned as it is by `tie`; the others are
   # tied to their power by a select.
-  jaxpr = jax.make_jaxpr(_core.tie)(leaves, [jnp.float32(1)] * len(leaves))
-  selects = [e for e in jaxpr.eqns if e.primitive.name == "select_n"]
+  jaxpr = jax.make_jaxpr(_norms.tie)(leaves, [jnp.float32(1)] * len(leaves))
+  selects = [e for e in all_eqns(jaxpr.jaxpr) if e.primitive.name == "select_n"]
   assert len(selects) == len(leaves) - 2
 
 
 def test_buckets_split_by_element_count_and_dtype(monkeypatch):
-  monkeypatch.setattr(_core, "_BUCKET_ELEMENTS", 10)
+  monkeypatch.setattr(_xla, "_BUCKET_ELEMENTS", 10)
   leaves = [jnp.ones(4), jnp.ones(4), jnp.ones(4), jnp.ones(3, jnp.bfloat16)]
   leaves.append(jnp.ones(2, jnp.complex64))
-  buckets, singles = _core._buckets(leaves)
+  buckets, singles = _xla._buckets(leaves)
   # 4 + 4 fit in 10, the third f32 leaf opens a new bucket; bf16 leaves
   # accumulate in float32 too, so they share it; complex is on its own.
   assert buckets == [[0, 1], [2, 3]]
@@ -178,11 +192,11 @@ def test_buckets_split_by_element_count_and_dtype(monkeypatch):
 
 
 def test_empty_inputs():
-  assert float(_core.global_power([], 2)) == 0.0
-  assert _core.leaf_powers([], 2) == []
-  assert float(_core.tree_norm({})) == 0.0
-  assert float(_core.tree_norm(jnp.zeros((0, 4)), "inf")) == 0.0
-  assert float(_core.combine([], 2)) == 0.0
+  assert float(_norms.global_power([], 2)) == 0.0
+  assert _norms.leaf_powers([], 2) == []
+  assert float(_norms.tree_norm({})) == 0.0
+  assert float(_norms.tree_norm(jnp.zeros((0, 4)), "inf")) == 0.0
+  assert float(_norms.combine([], 2)) == 0.0
 
 
 def test_complex_leaves_use_squared_modulus(rng):
@@ -190,16 +204,16 @@ def test_complex_leaves_use_squared_modulus(rng):
   leaves = [jnp.asarray(z, jnp.complex64), jnp.asarray([3.0, 4.0])]
   for ord in ORDS:
     np.testing.assert_allclose(
-      float(_core.tree_norm(leaves, ord)), np_norm(leaves, ord), rtol=2e-6
+      float(_norms.tree_norm(leaves, ord)), np_norm(leaves, ord), rtol=2e-6
     )
   np.testing.assert_allclose(
-    float(_core.tree_norm(jnp.asarray([3 + 4j], jnp.complex64))), 5.0
+    float(_norms.tree_norm(jnp.asarray([3 + 4j], jnp.complex64))), 5.0
   )
 
 
 def test_float16_elements_near_max_give_finite_norm():
   x = jnp.full((1000,), 6e4, jnp.float16)
-  got = _core.tree_norm([x])
+  got = _norms.tree_norm([x])
   assert got.dtype == jnp.float32
   np.testing.assert_allclose(float(got), 6e4 * math.sqrt(1000), rtol=1e-3)
   assert not np.isfinite(float(jnp.sqrt(jnp.sum(jnp.square(x)))))
@@ -209,44 +223,44 @@ def test_float64_leaves_accumulate_in_float64():
   with jax.enable_x64(True):
     # The squares (about 1e-59) underflow in float32, not in float64.
     x = jnp.asarray([3e-30, 4e-30], jnp.float64)
-    got = _core.tree_norm([x, jnp.zeros(2, jnp.float32)])
+    got = _norms.tree_norm([x, jnp.zeros(2, jnp.float32)])
     assert got.dtype == jnp.float64
     assert float(got) == pytest.approx(5e-30, rel=1e-12)
-    assert _core.acc_dtype(jnp.float64) == np.float64
-    assert _core.acc_dtype(jnp.complex128) == np.float64
+    assert _norms.acc_dtype(jnp.float64) == np.float64
+    assert _norms.acc_dtype(jnp.complex128) == np.float64
 
 
 @pytest.mark.parametrize(
   "dtype", [jnp.bfloat16, jnp.float16, jnp.float32, jnp.complex64]
 )
 def test_acc_dtype_is_float32_below_64_bits(dtype):
-  assert _core.acc_dtype(dtype) == np.float32
+  assert _norms.acc_dtype(dtype) == np.float32
 
 
 def test_unit_power_default_axes_match_numpy(rng):
   want_axes = {0: (), 1: (0,), 2: (0,), 3: (0,), 4: (0, 1, 2), 5: (0, 1, 2, 3)}
   for ndim, axes in want_axes.items():
     x = rng.standard_normal((2, 3, 2, 3, 2)[:ndim])
-    assert _core.default_unit_axes(ndim, "f") == axes
-    got = _core.unit_power(jnp.asarray(x, jnp.float32), None, 2, "f")
+    assert _norms.default_unit_axes(ndim, "f") == axes
+    got = _norms.unit_power(jnp.asarray(x, jnp.float32), None, 2, "f")
     want = np.sum(x**2, axis=axes, keepdims=True)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-6)
   x = jnp.asarray(rng.standard_normal((2, 3, 4)), jnp.float32)
-  got = _core.unit_power(x, (-1,), 1, "f")
+  got = _norms.unit_power(x, (-1,), 1, "f")
   np.testing.assert_allclose(got, np.sum(np.abs(x), -1, keepdims=True), 1e-6)
   with pytest.raises(ValueError, match="axis="):
-    _core.unit_power(jnp.zeros((1,) * 6), None, 2, "my_fn")
+    _norms.unit_power(jnp.zeros((1,) * 6), None, 2, "my_fn")
 
 
 def test_root_has_finite_gradient_at_zero():
-  g = jax.grad(lambda p: _core.root(p, 2))(0.0)
+  g = jax.grad(lambda p: _norms.root(p, 2))(0.0)
   assert np.isfinite(float(g))
   # The norm itself: d|x|/dx at x = 0 is finite (the subgradient 0).
-  grad = jax.grad(lambda x: _core.tree_norm(x))(jnp.zeros(3))
+  grad = jax.grad(lambda x: _norms.tree_norm(x))(jnp.zeros(3))
   chex.assert_trees_all_equal(grad, jnp.zeros(3))
-  assert float(_core.root(jnp.float32(4.0), 2)) == 2.0
-  assert float(_core.root(jnp.float32(4.0), 1)) == 4.0
+  assert float(_norms.root(jnp.float32(4.0), 2)) == 2.0
+  assert float(_norms.root(jnp.float32(4.0), 1)) == 4.0
 
 
 # ---------------------------------------------------------------------------
@@ -267,7 +281,7 @@ def test_root_has_finite_gradient_at_zero():
   ],
 )
 def test_clip_factor(norm, threshold, factor, clipped):
-  f, c = _core.clip_factor(jnp.float32(norm), threshold)
+  f, c = _scaling.clip_factor(jnp.float32(norm), threshold)
   assert float(f) == factor and bool(c) == clipped
   assert f.dtype == jnp.float32
 
@@ -275,17 +289,17 @@ def test_clip_factor(norm, threshold, factor, clipped):
 def test_clip_factor_nonfinite_policies():
   nan, inf = jnp.float32(jnp.nan), jnp.float32(jnp.inf)
   # "zero" / "error" leave the factor finite (the caller masks the step).
-  assert np.isfinite(float(_core.clip_factor(nan, 1.0, "zero")[0]))
-  assert float(_core.clip_factor(inf, 1.0, "zero")[0]) == 0.0
+  assert np.isfinite(float(_scaling.clip_factor(nan, 1.0, "zero")[0]))
+  assert float(_scaling.clip_factor(inf, 1.0, "zero")[0]) == 0.0
   # "propagate": threshold / norm, as optax.
-  assert np.isnan(float(_core.clip_factor(nan, 1.0, "propagate")[0]))
-  assert float(_core.clip_factor(inf, 1.0, "propagate")[0]) == 0.0
+  assert np.isnan(float(_scaling.clip_factor(nan, 1.0, "propagate")[0]))
+  assert float(_scaling.clip_factor(inf, 1.0, "propagate")[0]) == 0.0
 
 
 def test_clip_factor_gradient_at_zero_norm():
-  g = jax.grad(lambda n: _core.clip_factor(n, 1.0)[0])(0.0)
+  g = jax.grad(lambda n: _scaling.clip_factor(n, 1.0)[0])(0.0)
   assert float(g) == 0.0
-  g = jax.grad(lambda t: _core.clip_factor(jnp.float32(2.0), t)[0])(1.0)
+  g = jax.grad(lambda t: _scaling.clip_factor(jnp.float32(2.0), t)[0])(1.0)
   assert float(g) == pytest.approx(0.5)
 
 
@@ -294,7 +308,7 @@ def test_scale_leaf_multiplies_in_float32():
   # the leaf's dtype first; scale_leaf multiplies in float32.
   x = jnp.asarray([6e4, -3e4, 1.0], jnp.float16)
   factor = jnp.float32(3.3e-7)
-  got = _core.scale_leaf(x, factor)
+  got = _scaling.scale_leaf(x, factor)
   assert got.dtype == jnp.float16
   want = (np.asarray(x, np.float32) * np.float32(3.3e-7)).astype(np.float16)
   np.testing.assert_array_equal(np.asarray(got), want)
@@ -304,16 +318,16 @@ def test_scale_leaf_multiplies_in_float32():
 
 def test_scale_leaf_keep_gives_zeros_not_nan():
   x = jnp.asarray([jnp.nan, jnp.inf, 1.0], jnp.bfloat16)
-  got = _core.scale_leaf(x, 0.5, keep=jnp.array(False))
+  got = _scaling.scale_leaf(x, 0.5, keep=jnp.array(False))
   chex.assert_trees_all_equal(got, jnp.zeros(3, jnp.bfloat16))
-  got = _core.scale_leaf(x, 0.5, keep=jnp.array(True))
+  got = _scaling.scale_leaf(x, 0.5, keep=jnp.array(True))
   assert got.dtype == jnp.bfloat16 and float(got[2]) == 0.5
 
 
 def test_scale_leaf_float64_multiplies_in_float64():
   with jax.enable_x64(True):
     x = jnp.asarray([1.0 + 2e-12], jnp.float64)
-    got = _core.scale_leaf(x, jnp.float64(0.5))
+    got = _scaling.scale_leaf(x, jnp.float64(0.5))
     assert got.dtype == jnp.float64
     assert float(got[0]) - 0.5 == pytest.approx(1e-12, rel=1e-3)
 
@@ -325,11 +339,11 @@ def test_clip_groups_matches_numpy_and_derived_norm_after(rng):
   flat = jax.tree.leaves(tree)
   groups = [0, 1, 0, 2, 1]
   thresholds = [1.0, 100.0, 0.5]
-  out, stats = _core.clip_groups(
+  out, stats = _scaling.clip_groups(
     tree,
     groups,
     thresholds,
-    _core.init_stats(),
+    _stats.init_stats(),
     ord=2,
     policy="zero",
     fn="f",
@@ -355,9 +369,9 @@ def test_clip_groups_matches_numpy_and_derived_norm_after(rng):
 
 def test_clip_global_nonfinite_masks_and_counts():
   tree = {"a": jnp.asarray([1.0, jnp.nan]), "b": jnp.ones(2)}
-  norm = _core.tree_norm(tree)
-  out, stats = _core.clip_global(
-    tree, norm, 1.0, _core.init_stats(), policy="zero", fn="f", name="f"
+  norm = _norms.tree_norm(tree)
+  out, stats = _scaling.clip_global(
+    tree, norm, 1.0, _stats.init_stats(), policy="zero", fn="f", name="f"
   )
   chex.assert_trees_all_equal(out, jax.tree.map(jnp.zeros_like, tree))
   assert int(stats.nonfinite_count) == 1
@@ -368,11 +382,11 @@ def test_clip_global_nonfinite_masks_and_counts():
 
 def test_check_finite_error_eager_and_jit():
   with pytest.raises(FloatingPointError, match="name='myclip'"):
-    _core.check_finite(jnp.array(False), "error", "f", "myclip", 1.0, 3)
+    _scaling.check_finite(jnp.array(False), "error", "f", "myclip", 1.0, 3)
 
   @jax.jit
   def f(finite):
-    _core.check_finite(finite, "error", "f", "myclip", jnp.nan, 0)
+    _scaling.check_finite(finite, "error", "f", "myclip", jnp.nan, 0)
     return finite
 
   assert bool(f(jnp.array(True)))
@@ -386,8 +400,8 @@ def test_check_finite_error_eager_and_jit():
 
 
 def test_init_and_next_stats_dtypes():
-  s0 = _core.init_stats()
-  s1 = _core.next_stats(
+  s0 = _stats.init_stats()
+  s1 = _stats.next_stats(
     s0, finite=jnp.array(False), norm_before=np.float64(2.0), clipped=True
   )
   for s in (s0, s1):
@@ -396,38 +410,38 @@ def test_init_and_next_stats_dtypes():
   assert int(s1.step) == 1 and int(s1.nonfinite_count) == 1
   assert float(s1.clipped) == 1.0 and np.isnan(float(s1.norm_after))
   big = s0._replace(step=jnp.asarray(np.iinfo(np.int32).max, jnp.int32))
-  stepped = _core.next_stats(big, finite=jnp.array(True))
+  stepped = _stats.next_stats(big, finite=jnp.array(True))
   assert int(stepped.step) == np.iinfo(np.int32).max  # saturates
 
 
 def test_named_and_unnamed():
-  assert _core.named("a", 1) == {"a": 1}
-  assert _core.unnamed({"a": 1}) == 1
+  assert _stats.named("a", 1) == {"a": 1}
+  assert _stats.unnamed({"a": 1}) == 1
   with pytest.raises(ValueError):
-    _core.unnamed({"a": 1, "b": 2})
+    _stats.unnamed({"a": 1, "b": 2})
   with pytest.raises(TypeError, match="name"):
-    _core.check_name("")
+    _validation.check_name("")
   with pytest.raises(TypeError, match="name"):
-    _core.check_name(3)
+    _validation.check_name(3)
 
 
 def test_small_helpers():
-  assert float(_core.min_factor([])) == 1.0
-  got = _core.min_factor([jnp.asarray([0.5, 1.0]), jnp.asarray(0.25)])
+  assert float(_stats.min_factor([])) == 1.0
+  got = _stats.min_factor([jnp.asarray([0.5, 1.0]), jnp.asarray(0.25)])
   assert float(got) == 0.25 and got.dtype == jnp.float32
-  assert float(_core.fraction_true([])) == 0.0
-  frac = _core.fraction_true([jnp.asarray([True, False]), jnp.asarray(True)])
+  assert float(_stats.fraction_true([])) == 0.0
+  frac = _stats.fraction_true([jnp.asarray([True, False]), jnp.asarray(True)])
   assert float(frac) == pytest.approx(2 / 3)
-  assert not bool(_core.any_nonfinite([]))
-  assert bool(_core.any_nonfinite([jnp.ones(2), jnp.asarray([-jnp.inf])]))
-  assert not bool(_core.any_nonfinite([jnp.ones(2)]))
-  hits = _core.count_where([jnp.arange(4.0), jnp.ones(2)], lambda x: x > 0.5)
+  assert not bool(_norms.any_nonfinite([]))
+  assert bool(_norms.any_nonfinite([jnp.ones(2), jnp.asarray([-jnp.inf])]))
+  assert not bool(_norms.any_nonfinite([jnp.ones(2)]))
+  hits = _norms.count_where([jnp.arange(4.0), jnp.ones(2)], lambda x: x > 0.5)
   assert float(hits) == pytest.approx(5 / 6)
-  assert float(_core.count_where([], lambda x: x > 0)) == 0.0
+  assert float(_norms.count_where([], lambda x: x > 0)) == 0.0
 
 
 def test_edge_cases_appends_table():
-  @_core.edge_cases("  TABLE")
+  @_scaling.edge_cases("  TABLE")
   def f():
     """Summary."""
 
@@ -447,40 +461,40 @@ def test_check_threshold_rejects_out_of_range(value):
   with pytest.raises(
     ValueError, match=r"optaxclip\.fn: `max_norm` must be >= 0"
   ):
-    _core.check_threshold(value, "max_norm", "fn")
+    _validation.check_threshold(value, "max_norm", "fn")
 
 
 def test_check_threshold_messages():
   with pytest.raises(ValueError, match=r"`t` must be a scalar.*shape \(2,\)"):
-    _core.check_threshold(np.ones(2), "t", "fn")
+    _validation.check_threshold(np.ones(2), "t", "fn")
   with pytest.raises(ValueError, match="`t` must be > 0"):
-    _core.check_threshold(0.0, "t", "fn", positive=True)
+    _validation.check_threshold(0.0, "t", "fn", positive=True)
   with pytest.raises(ValueError, match="<= 1"):
-    _core.check_threshold(1.5, "t", "fn", upper=1.0)
+    _validation.check_threshold(1.5, "t", "fn", upper=1.0)
   for bad in (None, True, "1.0", [1.0, "a"]):
     with pytest.raises((TypeError, ValueError), match="`t`"):
-      _core.check_threshold(bad, "t", "fn")
+      _validation.check_threshold(bad, "t", "fn")
   with pytest.raises(TypeError, match="real"):
-    _core.check_threshold(1j, "t", "fn")
+    _validation.check_threshold(1j, "t", "fn")
   with pytest.raises(TypeError, match="callable"):
-    _core.check_threshold(lambda s: 1.0, "t", "fn", allow_schedule=False)
+    _validation.check_threshold(lambda s: 1.0, "t", "fn", allow_schedule=False)
 
 
 @pytest.mark.parametrize(
   "value", [0, 0.0, 1, 2.5, math.inf, np.float32(1), jnp.asarray(3.0)]
 )
 def test_check_threshold_accepts(value):
-  _core.check_threshold(value, "t", "fn")
+  _validation.check_threshold(value, "t", "fn")
 
 
 def test_check_threshold_does_not_branch_on_tracers():
   @jax.jit
   def f(t):
-    _core.check_threshold(t, "t", "fn")
+    _validation.check_threshold(t, "t", "fn")
     return t
 
   assert float(f(-1.0)) == -1.0  # unchecked: it is a traced value
-  _core.check_threshold(optax.linear_schedule(0.0, 1.0, 10), "t", "fn")
+  _validation.check_threshold(optax.linear_schedule(0.0, 1.0, 10), "t", "fn")
 
 
 @pytest.mark.parametrize(
@@ -488,61 +502,63 @@ def test_check_threshold_does_not_branch_on_tracers():
   [(1, 1), (2, 2), (2.0, 2), ("inf", "inf"), (math.inf, "inf"), (None, 2)],
 )
 def test_check_ord_accepts(ord, want):
-  assert _core.check_ord(ord, "fn") == want
-  assert _core.check_ord(np.inf, "fn") == "inf"
+  assert _validation.check_ord(ord, "fn") == want
+  assert _validation.check_ord(np.inf, "fn") == "inf"
 
 
 @pytest.mark.parametrize("ord", [0, 3, -1, "fro", True, "2", 2.5])
 def test_check_ord_rejects(ord):
   with pytest.raises(ValueError, match=r"optaxclip\.fn: unknown ord"):
-    _core.check_ord(ord, "fn")
+    _validation.check_ord(ord, "fn")
 
 
 def test_structural_arguments_reject_arrays():
-  for check in (_core.check_ord, _core.check_axis):
+  for check in (_validation.check_ord, _validation.check_axis):
     with pytest.raises(TypeError, match="static_args"):
       check(jnp.asarray(1), "fn")
 
 
 def test_check_choice_and_nonfinite():
-  assert _core.check_nonfinite("zero", "fn") == "zero"
+  assert _validation.check_nonfinite("zero", "fn") == "zero"
   with pytest.raises(ValueError, match=r"unknown nonfinite='skip'.*'zero'"):
-    _core.check_nonfinite("skip", "fn")
+    _validation.check_nonfinite("skip", "fn")
   with pytest.raises(ValueError, match="strategy"):
-    _core.check_choice("x", "strategy", "fn", ("a", "b"))
+    _validation.check_choice("x", "strategy", "fn", ("a", "b"))
 
 
 def test_check_axis():
-  assert _core.check_axis(None, "fn") is None
-  assert _core.check_axis(1, "fn") == (1,)
-  assert _core.check_axis(np.int64(2), "fn") == (2,)
-  assert _core.check_axis([0, -1], "fn") == (0, -1)
+  assert _validation.check_axis(None, "fn") is None
+  assert _validation.check_axis(1, "fn") == (1,)
+  assert _validation.check_axis(np.int64(2), "fn") == (2,)
+  assert _validation.check_axis([0, -1], "fn") == (0, -1)
   for bad in (1.5, "0", (0, 1.0), True):
     with pytest.raises(TypeError, match="`axis`"):
-      _core.check_axis(bad, "fn")
+      _validation.check_axis(bad, "fn")
 
 
 def test_check_leaves():
-  _core.check_leaves([jnp.ones(2), jnp.ones(2, jnp.bfloat16)], "fn")
-  _core.check_leaves([jnp.ones(2, jnp.complex64)], "fn")
+  _validation.check_leaves([jnp.ones(2), jnp.ones(2, jnp.bfloat16)], "fn")
+  _validation.check_leaves([jnp.ones(2, jnp.complex64)], "fn")
   with pytest.raises(TypeError, match=r"int32.*shape \(3,\)"):
-    _core.check_leaves([jnp.ones(2), jnp.arange(3)], "fn")
+    _validation.check_leaves([jnp.ones(2), jnp.arange(3)], "fn")
   with pytest.raises(TypeError, match="bool"):
-    _core.check_leaves([jnp.ones(2, bool)], "fn")
+    _validation.check_leaves([jnp.ones(2, bool)], "fn")
   with pytest.raises(TypeError, match="complex"):
-    _core.check_leaves([jnp.ones(2, jnp.complex64)], "fn", allow_complex=False)
+    _validation.check_leaves(
+      [jnp.ones(2, jnp.complex64)], "fn", allow_complex=False
+    )
 
 
 def test_require_params():
-  _core.require_params({}, "fn")
+  _validation.require_params({}, "fn")
   with pytest.raises(ValueError, match=r"optaxclip\.fn needs the parameters"):
-    _core.require_params(None, "fn")
+    _validation.require_params(None, "fn")
 
 
 def test_resolve():
-  assert _core.resolve(2.0, jnp.int32(3)) == 2.0
+  assert _validation.resolve(2.0, jnp.int32(3)) == 2.0
   sched = optax.linear_schedule(0.0, 1.0, 10)
-  assert float(_core.resolve(sched, jnp.int32(5))) == pytest.approx(0.5)
+  assert float(_validation.resolve(sched, jnp.int32(5))) == pytest.approx(0.5)
 
 
 # ---------------------------------------------------------------------------
@@ -562,7 +578,7 @@ def test_leaf_paths_of_common_containers():
     "none": None,
     "masked": optax.MaskedNode(),
   }
-  assert _core.leaf_paths(tree) == [
+  assert _paths.leaf_paths(tree) == [
     "enc/0",
     "enc/1/0",
     "enc/1/1",
@@ -580,7 +596,7 @@ def test_leaf_paths_drop_nnx_value():
     def __init__(self):
       self.encoder = nnx.Dict(cell=Cell())
 
-  paths = _core.leaf_paths(nnx.state(Model(), nnx.Param))
+  paths = _paths.leaf_paths(nnx.state(Model(), nnx.Param))
   assert paths == ["encoder/cell/ii/bias", "encoder/cell/ii/kernel"]
 
 
@@ -608,43 +624,50 @@ def test_leaf_paths_drop_nnx_value():
   ],
 )
 def test_match_path(pattern, path, want):
-  assert _core.match_path(pattern, path) is want
+  assert _paths.match_path(pattern, path) is want
 
 
 def test_assign_rules_first_rule_wins_and_errors_list_offenders():
   paths = ["enc/w", "enc/b", "dec/w"]
-  assert _core.assign_rules(
+  assert _paths.assign_rules(
     paths, ["**/b", "enc/**", "dec"], "fn", has_default=False
   ) == [1, 0, 2]
-  assert _core.assign_rules(paths, ["enc/*"], "fn", has_default=True) == [
+  assert _paths.assign_rules(paths, ["enc/*"], "fn", has_default=True) == [
     0,
     0,
     -1,
   ]
   with pytest.raises(ValueError, match=r"\['nope', 'x/\*'\] match no"):
-    _core.assign_rules(paths, ["enc", "nope", "x/*"], "fn", has_default=True)
+    _paths.assign_rules(paths, ["enc", "nope", "x/*"], "fn", has_default=True)
   with pytest.raises(ValueError, match="no rule matches 'dec/w'"):
-    _core.assign_rules(paths, ["enc"], "fn", has_default=False)
+    _paths.assign_rules(paths, ["enc"], "fn", has_default=False)
   # A rule shadowed by an earlier one matches nothing: also an error.
   with pytest.raises(ValueError, match=r"\['enc/w'\]"):
-    _core.assign_rules(paths, ["enc/*", "enc/w"], "fn", has_default=True)
+    _paths.assign_rules(paths, ["enc/*", "enc/w"], "fn", has_default=True)
 
 
-def test_materialize_returns_values_unchanged_nan_first_too():
+def test_compute_once_returns_values_unchanged_nan_first_too():
   vec = jnp.array([jnp.nan, 1.0, jnp.inf])  # a NaN probe takes the 2nd branch
   mask = jnp.array([True, False])
-  for fn in (lambda *v: _core.materialize(*v), jax.jit(_core.materialize)):
+  for fn in (
+    lambda *v: _scaling.compute_once(*v),
+    jax.jit(_scaling.compute_once),
+  ):
     out_vec, out_mask, none = fn(vec, mask, None)
     np.testing.assert_array_equal(np.asarray(out_vec), np.asarray(vec))
     np.testing.assert_array_equal(np.asarray(out_mask), np.asarray(mask))
     assert none is None
-  assert _core.materialize() == ()
+  assert _scaling.compute_once() == ()
 
 
-def test_materialize_is_differentiable_and_batchable():
-  grad = jax.grad(lambda x: _core.materialize(x * x)[0].sum())(jnp.arange(3.0))
+def test_compute_once_is_differentiable_and_batchable():
+  grad = jax.grad(lambda x: _scaling.compute_once(x * x)[0].sum())(
+    jnp.arange(3.0)
+  )
   chex.assert_trees_all_close(grad, 2 * jnp.arange(3.0))
-  out = jax.vmap(lambda x: _core.materialize(x)[0])(jnp.array([jnp.nan, 2.0]))
+  out = jax.vmap(lambda x: _scaling.compute_once(x)[0])(
+    jnp.array([jnp.nan, 2.0])
+  )
   np.testing.assert_array_equal(np.asarray(out), [np.nan, 2.0])
 
 
@@ -666,7 +689,7 @@ def test_pack_returns_values_bit_for_bit():
     jnp.array([1.5, -0.0, np.inf], jnp.float32),
     jnp.array([[True, False]]),
   ]
-  for fn in (_core._pack, jax.jit(_core._pack)):
+  for fn in (_xla._pack, jax.jit(_xla._pack)):
     out = fn(values)
     assert len(out) == len(values)
     for want, got in zip(values, out):
@@ -677,44 +700,24 @@ def test_pack_returns_values_bit_for_bit():
 
 def test_pack_is_differentiable_and_batchable():
   def f(x):
-    a, b = _core._pack([x * x, jnp.sum(x)])
+    a, b = _xla._pack([x * x, jnp.sum(x)])
     return a.sum() + 3 * b
 
   grad = jax.grad(f)(jnp.arange(3.0))
   chex.assert_trees_all_close(grad, 2 * jnp.arange(3.0) + 3)
-  out = jax.vmap(lambda x: _core._pack([x, x > 1])[1])(jnp.array([0.0, 2.0]))
+  out = jax.vmap(lambda x: _xla._pack([x, x > 1])[1])(jnp.array([0.0, 2.0]))
   np.testing.assert_array_equal(np.asarray(out), [False, True])
 
 
-def test_next_stats_computes_the_statistics_in_one_kernel():
-  # Each statistic written by a kernel of its own cost compile time (about
-  # 5-10 ms per scalar kernel on XLA's CPU backend): clip_by_global_norm's
-  # statistics, factor and keep mask come out of one multi-output fusion,
-  # and no other scalar kernel is left besides the norm's reductions.
-  leaf = jax.ShapeDtypeStruct((257, 256), jnp.float32)
-  params = {f"w{i}": leaf for i in range(3)}
-  tx = optaxclip.clip_by_global_norm(1.0)
-  state = jax.eval_shape(tx.init, params)
-  text = jax.jit(tx.update).lower(params, state).compile().as_text()
-  entry = text[text.index("ENTRY") :]
-  scalar_kernels = re.findall(r"= \w+\[\] fusion\(.*kind=kLoop", entry)
-  # (7 statistics + factor + mask) = a tuple of 9 scalars
-  tuples = re.findall(r"= \(([^)]*)\) fusion\(", entry)
-  packed = [t for t in tuples if t.count("[]") == 9]
-  assert len(packed) == 1, entry
-  assert not scalar_kernels, scalar_kernels
-  assert "conditional(" not in entry
-
-
-def test_materialize_each_gives_the_elements_as_scalars():
+def test_compute_each_once_gives_the_elements_as_scalars():
   vec = jnp.array([jnp.nan, 1.5, -jnp.inf], jnp.float32)
-  for fn in (_core.materialize_each, jax.jit(_core.materialize_each)):
+  for fn in (_scaling.compute_each_once, jax.jit(_scaling.compute_each_once)):
     out = fn(vec)
     assert isinstance(out, tuple) and len(out) == 3
     for got, want in zip(out, [np.nan, 1.5, -np.inf]):
       assert got.shape == () and got.dtype == jnp.float32
       np.testing.assert_array_equal(np.asarray(got), want)
-  assert _core.materialize_each(jnp.zeros([0])) == ()
+  assert _scaling.compute_each_once(jnp.zeros([0])) == ()
 
 
 def test_tie_passes_leaves_through_exactly():
@@ -724,7 +727,7 @@ def test_tie_passes_leaves_through_exactly():
     jnp.array([0.5], jnp.bfloat16),
   ]
   powers = [jnp.float32(jnp.nan), jnp.float32(0.0), jnp.float32(jnp.inf)]
-  out = jax.jit(_core.tie)(leaves, powers)
+  out = jax.jit(_norms.tie)(leaves, powers)
   for x, y in zip(leaves, out):
     assert x.dtype == y.dtype
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
@@ -735,7 +738,7 @@ def test_any_nonfinite_of_computed_leaves(dtype):
   def flag(*leaves):
     # Computed in the same program, as a wrapper's inner updates are.
     return jax.jit(
-      lambda xs: _core.any_nonfinite([2 * x for x in xs], computed=True)
+      lambda xs: _norms.any_nonfinite([2 * x for x in xs], computed=True)
     )(list(leaves))
 
   big = jnp.full((70, 64), 1e30 if dtype == jnp.complex64 else 1e37, dtype)
@@ -746,4 +749,4 @@ def test_any_nonfinite_of_computed_leaves(dtype):
     assert bool(flag(x, big)) and bool(flag(big, x)), bad
   if dtype == jnp.complex64:
     assert bool(flag(ok.at[7].set(1j * jnp.inf)))
-  assert not bool(_core.any_nonfinite([], computed=True))
+  assert not bool(_norms.any_nonfinite([], computed=True))

@@ -17,7 +17,8 @@ import pytest
 from flax import nnx
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _paths
+from optaxclip import _stats
 
 
 def f64(x):
@@ -37,11 +38,11 @@ def factor(norm, t):
 
 def update(tx, grads, params=None):
   u, state = tx.update(grads, tx.init(grads if params is None else params))
-  return u, _core.unnamed(state.stats)
+  return u, _stats.unnamed(state.stats)
 
 
 def paths_and_leaves(tree):
-  return dict(zip(_core.leaf_paths(tree), jax.tree.leaves(tree)))
+  return dict(zip(_paths.leaf_paths(tree), jax.tree.leaves(tree)))
 
 
 def grads_tree(rng):
@@ -143,7 +144,7 @@ def test_nnx_lstm_paths():
       self.out = nnx.Linear(4, 2, rngs=rngs)
 
   params = nnx.state(Seq2Seq(nnx.Rngs(0)), nnx.Param)
-  paths = _core.leaf_paths(params)
+  paths = _paths.leaf_paths(params)
   assert "encoder/cell/ii/kernel" in paths and "out/kernel" in paths
   rng = np.random.default_rng(0)
   grads = jax.tree.map(

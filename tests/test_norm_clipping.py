@@ -25,7 +25,7 @@ import optax
 import pytest
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _stats
 
 # ---------------------------------------------------------------------------
 # Helpers and NumPy float64 references
@@ -98,7 +98,7 @@ def _jitted(factory, kw):
   def update(grads, threshold):
     tx = factory(threshold, **dict(kw))
     u, s = tx.update(grads, tx.init(grads))
-    return u, _core.unnamed(s.stats)
+    return u, _stats.unnamed(s.stats)
 
   return update
 
@@ -112,7 +112,7 @@ def clip(factory, grads, threshold, **kw):
 def eager(factory, grads, *args, **kw):
   tx = factory(*args, **kw)
   u, s = tx.update(grads, tx.init(grads))
-  return u, _core.unnamed(s.stats)
+  return u, _stats.unnamed(s.stats)
 
 
 def close(got, want, rtol=1e-6, atol=1e-7):
@@ -496,14 +496,14 @@ def test_nonfinite_zero_policy_zeroes_and_counts(which, bad):
   tx = factory(1.0)
   u, state = tx.update(g, tx.init(g))
   chex.assert_trees_all_equal(u, jax.tree.map(jnp.zeros_like, g))
-  s = _core.unnamed(state.stats)
+  s = _stats.unnamed(state.stats)
   assert int(s.nonfinite_count) == 1 and float(s.clipped) == 1
   if which != "value":
     assert float(s.scale) == 0 and float(s.norm_after) == 0
   # The next finite step is clipped normally; the count stays.
   good = jax.tree.map(jnp.ones_like, g)
   u, state = tx.update(good, state)
-  s = _core.unnamed(state.stats)
+  s = _stats.unnamed(state.stats)
   assert int(s.nonfinite_count) == 1 and int(s.step) == 2
   chex.assert_tree_all_finite(u)
   assert np.all(f64(u["a"]) > 0)
@@ -709,7 +709,7 @@ def test_schedule_threshold_follows_the_step(which):
   state = tx.init(g)
   for step in range(3):
     _, state = tx.update(g, state)
-    s = _core.unnamed(state.stats)
+    s = _stats.unnamed(state.stats)
     assert float(s.threshold) == pytest.approx(1.0 + step)
 
 

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _stats
 
 SHAPES = {"w": (3, 4), "b": (4,), "s": (), "k": (2, 2, 3)}
 UNIT_AXES = {0: (), 1: (0,), 2: (0,), 3: (0,)}
@@ -35,7 +35,7 @@ def make(rng, scale=1.0, dtype=np.float32):
 
 def run(tx, updates, params):
   u, state = tx.update(updates, tx.init(params), params)
-  return u, _core.unnamed(state.stats)
+  return u, _stats.unnamed(state.stats)
 
 
 @jax.jit

@@ -1,6 +1,6 @@
 # Copyright 2026 The optaxclip authors.
 # SPDX-License-Identifier: Apache-2.0
-"""How ``_core`` reduces many leaves: groups, buckets and single leaves.
+"""How ``_xla`` reduces many leaves on the CPU: groups, buckets, singles.
 
 ``global_reduce`` sums leaves of one shape elementwise (in groups), concatenates
 the other small leaves (in buckets) and reduces the rest one by one; whatever
@@ -19,7 +19,8 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _xla
 
 ORDS = (1, 2, "inf")
 
@@ -41,7 +42,7 @@ def np_power(leaves, ord):
 
 @functools.partial(jax.jit, static_argnums=1)
 def _power(leaves, ord):
-  return _core.global_power(leaves, ord)
+  return _norms.global_power(leaves, ord)
 
 
 def _leaves(rng, shapes, dtype=np.float32):
@@ -60,11 +61,11 @@ SHAPES += [(300, 230)]
 
 def test_plan_routes_every_leaf_once(rng):
   leaves = _leaves(rng, SHAPES)
-  groups, buckets, singles = _core._plan(leaves)
+  groups, buckets, singles = _xla._plan(leaves)
   seen = sorted(i for g in groups for i in g)
   seen += sorted(i for b in buckets for i in b) + sorted(singles)
   assert sorted(seen) == list(range(len(leaves)))
-  assert all(1 < len(g) <= _core._GROUP_LEAVES for g in groups)
+  assert all(1 < len(g) <= _xla._GROUP_LEAVES for g in groups)
   for g in groups:
     assert len({leaves[i].shape for i in g}) == 1
   # 35 = 16 + 16 + 3 and 17 = 16 + 1: the lone 17th goes to a bucket.
@@ -103,7 +104,7 @@ def test_float64_groups_accumulate_in_float64(rng):
   with jax.enable_x64(True):
     leaves = [jnp.asarray(x, jnp.float64) for x in _leaves(rng, [(9,)] * 20)]
     leaves[3] = leaves[3].at[0].set(1e150)
-    got = _core.global_power(leaves, 2)
+    got = _norms.global_power(leaves, 2)
     assert got.dtype == jnp.float64
     np.testing.assert_allclose(float(got), np_power(leaves, 2), rtol=1e-12)
 
@@ -136,7 +137,7 @@ def test_count_where_uses_each_leaf_dtype(rng):
 
   want = sum(int(np.sum(np.asarray(predicate(x)))) for x in leaves)
   n = sum(x.size for x in leaves)
-  got = jax.jit(lambda ls: _core.count_where(ls, predicate))(leaves)
+  got = jax.jit(lambda ls: _norms.count_where(ls, predicate))(leaves)
   assert float(got) * n == pytest.approx(want)
 
 
@@ -152,13 +153,13 @@ def test_differently_sharded_leaves_are_never_combined(rng, mesh2d):
 
     @jax.jit
     def run(ls):
-      groups, buckets, _ = _core._plan(ls)
+      groups, buckets, _ = _xla._plan(ls)
       for g in groups:
         assert len({jax.typeof(ls[i]).sharding.spec for i in g}) == 1
       for b in buckets:  # only leaves without explicit sharding
-        assert all(_core._replicated(ls[i]) for i in b)
+        assert all(_xla._replicated(ls[i]) for i in b)
       assert len(groups) == 4
-      return _core.global_power(ls, 2)
+      return _norms.global_power(ls, 2)
 
     got = run(sharded)
   np.testing.assert_allclose(float(got), want, rtol=2e-6)

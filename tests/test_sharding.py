@@ -21,7 +21,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _norms
+from optaxclip import _stats
+from optaxclip import _xla
 
 
 def f64(x):
@@ -68,7 +70,7 @@ def shardings(tree):
 
 
 def stats_of(state):
-  return _core.unnamed(state.stats)
+  return _stats.unnamed(state.stats)
 
 
 def test_root_conftest_gives_8_cpu_devices():
@@ -98,7 +100,7 @@ def test_sharded_leaves_give_the_unsharded_result(rng, mesh2d, which):
   with jax.set_mesh(mesh2d):
     sgrads = shard(grads, mesh2d, SPECS2D)
     # Leaves with an explicit sharding are never concatenated.
-    buckets, singles = _core._buckets(jax.tree.leaves(sgrads))
+    buckets, singles = _xla._buckets(jax.tree.leaves(sgrads))
     for b in buckets:
       for i in b:
         assert all(s is None for s in jax.tree.leaves(sgrads)[i].sharding.spec)
@@ -114,11 +116,11 @@ def test_sharded_leaves_give_the_unsharded_result(rng, mesh2d, which):
 
 def test_mid_sized_leaves_are_reduced_together_per_sharding(rng, mesh2d):
   # Equal mid-sized leaves are reduced 16 at a time by one variadic
-  # reduction (`_core._leaf_plan`), but only with leaves of the same
+  # reduction (`_xla._leaf_plan`), but only with leaves of the same
   # sharding; the per-leaf norms and the clipped updates match the
   # unsharded ones, and each output keeps its leaf's sharding.
   shape = (64, 80)
-  assert _core._SMALL_LEAF < shape[0] * shape[1] <= _core._TOGETHER_ELEMENTS
+  assert _xla._SMALL_LEAF < shape[0] * shape[1] <= _xla._TOGETHER_ELEMENTS
   specs = [P("data"), P("data"), P("data"), P(None, "model"), P("model")]
   grads = {
     f"w{i}": jnp.asarray(rng.standard_normal(shape), jnp.float32)
@@ -129,8 +131,8 @@ def test_mid_sized_leaves_are_reduced_together_per_sharding(rng, mesh2d):
   with jax.set_mesh(mesh2d):
     sgrads = shard(grads, mesh2d, dict(zip(grads, specs)))
     leaves = jax.tree.leaves(sgrads)
-    assert _core._leaf_plan(leaves) == ([], [[0, 1, 2]], [3, 4])
-    powers = jax.jit(lambda x: _core.leaf_powers(x, 2))(leaves)
+    assert _xla._leaf_plan(leaves) == ([], [[0, 1, 2]], [3, 4])
+    powers = jax.jit(lambda x: _norms.leaf_powers(x, 2))(leaves)
     got, _ = jax.jit(tx.update)(sgrads, tx.init(sgrads))
     assert shardings(got) == shardings(sgrads)
   np.testing.assert_allclose(

@@ -15,7 +15,7 @@ import pytest
 from flax import nnx
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _stats
 
 PARAMS = {"w": jnp.ones((2, 3)), "b": jnp.zeros(3)}
 GRADS = {"w": jnp.full((2, 3), 2.0), "b": jnp.asarray([1.0, -1.0, 0.5])}
@@ -44,7 +44,7 @@ def test_values_are_the_clippers_statistics():
   assert list(found) == ["clip_by_global_norm"]
   s = found["clip_by_global_norm"]
   assert isinstance(s, optaxclip.ClipStats)
-  chex.assert_trees_all_equal(s, _core.unnamed(state[0].stats))
+  chex.assert_trees_all_equal(s, _stats.unnamed(state[0].stats))
   want = float(np.sqrt(6 * 4.0 + 1 + 1 + 0.25))
   np.testing.assert_allclose(s.norm_before, want, rtol=1e-6)
   assert int(s.step) == 2 and float(s.clipped) == 1
@@ -169,20 +169,20 @@ class Unregistered(NamedTuple):
 
 
 def test_registered_types_are_collected(monkeypatch):
-  monkeypatch.setattr(_core, "_STATS_TYPES", list(_core._STATS_TYPES))
-  _core.register_stats_type(Custom)
-  _core.register_stats_type(Custom)  # idempotent
-  assert _core._STATS_TYPES.count(Custom) == 1
+  monkeypatch.setattr(_stats, "_STATS_TYPES", list(_stats._STATS_TYPES))
+  _stats.register_stats_type(Custom)
+  _stats.register_stats_type(Custom)  # idempotent
+  assert _stats._STATS_TYPES.count(Custom) == 1
   state = (
     {"mine": Custom(jnp.int32(1), jnp.float32(2.0))},
     {"other": Unregistered(jnp.int32(3))},
-    _core.ClipState({"clip": _core.init_stats()}),
+    _stats.ClipState({"clip": _stats.init_stats()}),
   )
   found = optaxclip.stats(state)
   assert list(found) == ["mine", "clip"]
   assert isinstance(found["mine"], Custom)
   # A statistics record at the root has no key: its type names it.
-  assert list(optaxclip.stats(_core.init_stats())) == ["ClipStats"]
+  assert list(optaxclip.stats(_stats.init_stats())) == ["ClipStats"]
 
 
 @pytest.mark.parametrize("name", ["", None, 1])

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 import optaxclip
-from optaxclip import _core
+from optaxclip import _stats
 
 # One leaf of every rank with a default unit convention, Flax layouts.
 SHAPES = {
@@ -63,7 +63,7 @@ def ref_agc(grads, params, lam, eps=1e-3, axis=None):
 def agc(grads, params, *args, **kw):
   tx = optaxclip.adaptive_grad_clip(*args, **kw)
   u, state = tx.update(grads, tx.init(params), params)
-  return u, _core.unnamed(state.stats)
+  return u, _stats.unnamed(state.stats)
 
 
 @jax.jit

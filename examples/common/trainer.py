@@ -48,6 +48,7 @@ from examples.common import checkpoint
 from examples.common import metrics
 from examples.common import plots
 from examples.common import strategies
+from optaxclip import _stats
 
 # ---------------------------------------------------------------------------
 # Data parallelism
@@ -78,18 +79,9 @@ def unique_buffers(tree: Any) -> Any:
 
   An optimizer may initialise two state fields with one array (and an LSTM
   state may be ``(zeros, zeros)``); a donated argument must not hold one
-  buffer twice.
+  buffer twice. The library's own helper, which its ``init`` functions use.
   """
-  seen: set[int] = set()
-
-  def unique(x):
-    if isinstance(x, jax.Array):
-      if id(x) in seen:
-        return jnp.array(x, copy=True)
-      seen.add(id(x))
-    return x
-
-  return jax.tree.map(unique, tree)
+  return _stats.unique_buffers(tree)
 
 
 def replicate(tree: Any, m: Mesh | None = None) -> Any:
