@@ -53,9 +53,9 @@ autodoc_typehints = "signature"
 # The modules use postponed annotations; show the aliases by name rather than
 # as the unions they stand for (a threshold's type is 9 alternatives long).
 autodoc_type_aliases = {
-  "_core.ThresholdOrSchedule": "ThresholdOrSchedule",
-  "_core.NonFinitePolicy": "NonFinitePolicy",
-  "_core.Ord": "Ord",
+  "_validation.ThresholdOrSchedule": "ThresholdOrSchedule",
+  "_validation.NonFinitePolicy": "NonFinitePolicy",
+  "_validation.Ord": "Ord",
   "jax.typing.ArrayLike": "ArrayLike",
 }
 autodoc_member_order = "bysource"

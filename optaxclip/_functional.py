@@ -10,7 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from optaxclip import _core
+from optaxclip import _scaling
+from optaxclip import _stats
+from optaxclip import _validation
 
 
 def clip_tree_with_norm(
@@ -18,7 +20,7 @@ def clip_tree_with_norm(
   max_norm: jax.typing.ArrayLike,
   total_norm: jax.typing.ArrayLike,
   *,
-  nonfinite: _core.NonFinitePolicy = "zero",
+  nonfinite: _validation.NonFinitePolicy = "zero",
 ) -> Any:
   r"""Scales a pytree by ``min(1, max_norm / total_norm)``, norm given.
 
@@ -81,18 +83,18 @@ def clip_tree_with_norm(
     ======================== ===========================================
   """
   fn = "clip_tree_with_norm"
-  _core.check_threshold(max_norm, "max_norm", fn, allow_schedule=False)
-  _core.check_nonfinite(nonfinite, fn)
+  _validation.check_threshold(max_norm, "max_norm", fn, allow_schedule=False)
+  _validation.check_nonfinite(nonfinite, fn)
   if jnp.ndim(total_norm) != 0:
     raise ValueError(
       f"optaxclip.{fn}: `total_norm` must be a scalar, got shape "
       f"{jnp.shape(total_norm)}."
     )
   leaves = jax.tree.leaves(tree)
-  _core.check_leaves(leaves, fn)
+  _validation.check_leaves(leaves, fn)
   norm = jnp.asarray(total_norm)
   norm = norm.astype(jnp.promote_types(norm.dtype, jnp.float32))
-  clipped, _ = _core.clip_global(
-    tree, norm, max_norm, _core.init_stats(), policy=nonfinite, fn=fn, name=fn
+  clipped, _ = _scaling.clip_global(
+    tree, norm, max_norm, _stats.init_stats(), policy=nonfinite, fn=fn, name=fn
   )
   return clipped
