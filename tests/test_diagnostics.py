@@ -260,7 +260,9 @@ def test_path_map_reads_like_a_dict():
 
 
 def test_monitor_state_checkpoints_with_flax_serialization():
-  serialization = pytest.importorskip("flax.serialization")
+  serialization = pytest.importorskip(
+    "flax.serialization", exc_type=ModuleNotFoundError
+  )
   params = {"a": jnp.ones(2), "b": jnp.ones(3)}
   tx = optax.chain(optaxclip.monitor_norms(ema=0.5), optax.adam(0.1))
   _, state = tx.update(params, tx.init(params), params)
@@ -289,7 +291,7 @@ def test_monitor_errors():
 
 
 def test_monitor_with_nnx_optimizer_uses_clean_paths():
-  nnx = pytest.importorskip("flax.nnx")
+  nnx = pytest.importorskip("flax.nnx", exc_type=ModuleNotFoundError)
 
   class Model(nnx.Module):
     def __init__(self, rngs):
@@ -570,7 +572,7 @@ def test_calibrate_records_clippers_in_the_optimizer_and_validates():
 
 
 def test_calibrate_nnx_recipe():
-  nnx = pytest.importorskip("flax.nnx")
+  nnx = pytest.importorskip("flax.nnx", exc_type=ModuleNotFoundError)
   model = nnx.Sequential(
     nnx.Linear(3, 8, rngs=nnx.Rngs(0)),
     nnx.Linear(8, 1, rngs=nnx.Rngs(1)),
