@@ -110,7 +110,10 @@ class AutoClipState(NamedTuple):
 
   Attributes:
     count: finite norms recorded so far. In window mode it wraps around in
-      ``[0, 2 * window)`` (the write position is ``count % window``).
+      ``[0, 2 * window)`` (the write position is ``count % window``). In
+      streaming mode it saturates at the int32 maximum (2**31 - 1): from
+      then on the sketch is frozen (later norms are not added, so the
+      threshold stays the percentile of the first 2**31 - 1 norms).
     history: window mode: the last ``window`` finite norms (float32 ring
       buffer; slots not yet written hold ``+inf``). Streaming mode: the
       sketch's cumulative bucket counts: ``history[k]`` norms fell in
@@ -332,9 +335,12 @@ def autoclip(
     highest = jnp.where(finite, jnp.maximum(state.highest, x), state.highest)
     add = finite.astype(jnp.int32)
     if window is None:
+      # The sketch freezes once `count` reaches the int32 maximum (2**31 - 1
+      # finite steps), so no counter wraps: later norms are not added.
+      take = finite & (state.count < jnp.iinfo(jnp.int32).max)
       k = jnp.arange(SKETCH_BUCKETS)
-      history = state.history + (finite & (k >= _sketch_bucket(x)))
-      count = state.count + add
+      history = state.history + (take & (k >= _sketch_bucket(x)))
+      count = jnp.where(take, optax.safe_increment(state.count), state.count)
       ordered = state.ordered
       threshold = _sketch_percentile(history, count, q, lowest, highest)
     else:
@@ -399,7 +405,7 @@ class ZClipStats(NamedTuple):
       non-finite norm).
     spike: 1 when this step was a spike (:math:`z_t > z_{thr}`, or, in
       ``"percentile"`` mode, a norm above :math:`\\mu + z_{thr}\\sigma`).
-    spike_count: spikes so far.
+    spike_count: spikes so far (int32; saturates at 2**31 - 1).
   """
 
   norm_before: jax.Array
@@ -650,7 +656,9 @@ def zclip(
     extra = (
       jnp.where(warm | ~finite, jnp.nan, z).astype(jnp.float32),
       spike.astype(jnp.float32),
-      prev.spike_count + spike.astype(jnp.int32),
+      jnp.where(
+        spike, optax.safe_increment(prev.spike_count), prev.spike_count
+      ),
       count,
       mean.astype(jnp.float32),
       var.astype(jnp.float32),

@@ -155,6 +155,9 @@ class MonitorStats(NamedTuple):
     global_ema: EMA of ``global_norm`` (NaN when ``ema=None``).
     nonfinite_count: steps so far whose global norm was NaN or Inf.
     step: number of updates seen so far.
+
+  The counters are int32 and saturate at 2**31 - 1 (as
+  :func:`optax.safe_increment`); they never wrap.
   """
 
   norms: PathMap
@@ -390,8 +393,11 @@ def monitor_norms(
       ema=PathMap(names, smooth(prev.ema.array(), norms)),
       global_norm=total,
       global_ema=smooth(prev.global_ema, total),
-      nonfinite_count=prev.nonfinite_count
-      + jnp.logical_not(jnp.isfinite(total)).astype(jnp.int32),
+      nonfinite_count=jnp.where(  # saturates at the int32 maximum
+        jnp.isfinite(total),
+        prev.nonfinite_count,
+        optax.safe_increment(prev.nonfinite_count),
+      ),
       step=optax.safe_increment(prev.step),
     )
     (new,) = _core.pack(new)  # one kernel per shape, not one per field

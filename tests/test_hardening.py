@@ -1,0 +1,149 @@
+# Copyright 2026 The optaxclip authors.
+# SPDX-License-Identifier: Apache-2.0
+"""Classes of bad input that must never give a silent wrong result.
+
+Issue 18: counters that would wrap at 2**31 steps, overflow of float64
+leaves in float32 state, and shapes, states and axes that do not match the
+gradients.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import optaxclip
+
+MAX = int(np.iinfo(np.int32).max)
+
+
+# ---------------------------------------------------------------------------
+# Counters saturate at the int32 maximum (optax.safe_increment)
+# ---------------------------------------------------------------------------
+
+
+def _set_fields(state, names, value):
+  """``state`` with every int32 scalar leaf named in ``names`` set."""
+
+  def set_one(path, x):
+    last = str(path[-1]).lstrip(".").strip("[]'\"") if path else ""
+    if last in names and jnp.asarray(x).dtype == jnp.int32 and not x.shape:
+      return jnp.asarray(value, jnp.int32)
+    return x
+
+  return jax.tree_util.tree_map_with_path(set_one, state)
+
+
+def _int_leaves(state):
+  return [
+    int(x)
+    for x in jax.tree.leaves(state)
+    if jnp.asarray(x).dtype == jnp.int32 and not jnp.shape(x)
+  ]
+
+
+GOOD = jnp.array([3.0, 4.0])
+NAN = jnp.array([jnp.nan, 1.0])
+SPIKE = jnp.array([3e3, 4e3])
+
+# factory, counters set to MAX - 1, warm-up inputs, inputs that count.
+COUNTERS = {
+  "zclip/spike_count": (
+    lambda: optaxclip.zclip(warmup_steps=3, max_grad_norm=None),
+    ("spike_count",),
+    [GOOD, GOOD * 1.01, GOOD * 0.99],
+    [SPIKE, SPIKE],
+  ),
+  "monitor_norms/nonfinite_count": (
+    optaxclip.monitor_norms,
+    ("nonfinite_count",),
+    [],
+    [NAN, NAN],
+  ),
+  "skip_nonfinite/skip_count": (
+    lambda: optaxclip.skip_nonfinite(optax.sgd(0.1)),
+    ("skip_count", "consecutive_skips"),
+    [],
+    [NAN, NAN],
+  ),
+  "clip_spikes/count": (optaxclip.clip_spikes, ("count",), [], [GOOD, GOOD]),
+  "stable_spam_clip/count": (
+    optaxclip.stable_spam_clip,
+    ("count",),
+    [],
+    [GOOD, GOOD],
+  ),
+  "adagc/count": (optaxclip.adagc, ("count",), [], [GOOD, GOOD]),
+  "clip_by_global_norm/step": (
+    lambda: optaxclip.clip_by_global_norm(1.0),
+    ("step",),
+    [],
+    [GOOD, GOOD],
+  ),
+  "clip_by_global_norm/nonfinite_count": pytest.param(
+    lambda: optaxclip.clip_by_global_norm(1.0),
+    ("nonfinite_count",),
+    [],
+    [NAN, NAN],
+    marks=pytest.mark.xfail(
+      strict=True,
+      reason="ClipStats.nonfinite_count is counted in _core.next_stats, "
+      "which this branch does not edit: the merge makes it saturate with "
+      "optax.safe_increment, then this marker goes",
+    ),
+  ),
+}
+
+
+@pytest.mark.parametrize(
+  "case",
+  [pytest.param(k, marks=getattr(v, "marks", ())) for k, v in COUNTERS.items()],
+)
+def test_counters_saturate_instead_of_wrapping(case):
+  spec = COUNTERS[case]
+  make, names, warm, counted = getattr(spec, "values", spec)
+  tx = make()
+  params = jnp.zeros(2)
+  state = tx.init(params)
+  update = jax.jit(tx.update)
+  for g in warm:
+    _, state = update(g, state, params)
+  state = _set_fields(state, names, MAX - 1)
+  for g in counted:
+    u, state = update(g, state, params)
+    assert all(v >= 0 for v in _int_leaves(state)), _int_leaves(state)
+  if counted[-1] is not NAN:
+    assert np.all(np.isfinite(u))
+  got = {}
+
+  def read(path, x):
+    last = str(path[-1]).lstrip(".").strip("[]'\"") if path else ""
+    if last in names and jnp.asarray(x).dtype == jnp.int32 and not x.shape:
+      got.setdefault(last, []).append(int(x))
+
+  jax.tree_util.tree_map_with_path(read, state)
+  assert got and all(v == [MAX] * len(v) for v in got.values()), got
+
+
+def test_autoclip_streaming_sketch_freezes_at_the_int32_maximum():
+  """At 2**31 finite norms the streaming threshold stays finite."""
+  tx = optaxclip.autoclip(50.0)
+  update = jax.jit(tx.update)
+  state = tx.init(jnp.zeros(2))
+  for _ in range(3):
+    _, state = update(GOOD, state)
+  # As if 2**31 - 2 norms of 5 had been seen.
+  state = state._replace(
+    count=jnp.asarray(MAX - 1, jnp.int32),
+    history=jnp.where(state.history > 0, MAX - 1, 0).astype(jnp.int32),
+  )
+  for g in (GOOD, GOOD * 2, GOOD * 100):
+    u, state = update(g, state)
+    s = optaxclip.stats(state)["autoclip"]
+    np.testing.assert_allclose(float(s.threshold), 5.0, rtol=0.01)
+    np.testing.assert_allclose(np.linalg.norm(u), 5.0, rtol=0.01)
+  assert int(state.count) == MAX
+  assert int(state.history.min()) >= 0 and int(state.history.max()) == MAX
