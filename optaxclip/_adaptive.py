@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from optaxclip import _core
+from optaxclip import _shapes
 
 # ---------------------------------------------------------------------------
 # Shared helpers
@@ -327,6 +328,15 @@ def autoclip(
     del params, extra_args
     leaves = jax.tree.leaves(updates)
     _core.check_leaves(leaves, fn)
+    _shapes.check_vector(
+      fn,
+      "the state's history",
+      state.history,
+      (SKETCH_BUCKETS,) if window is None else (window,),
+      f"The state was made for another mode (streaming: ({SKETCH_BUCKETS},), "
+      "window=w: (w,)); restore it into an autoclip with the same window, "
+      "or init a new state.",
+    )
     norm = _core.root(_core.global_power(leaves, 2, axis_name=axis_name), 2)
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)

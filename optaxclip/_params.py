@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from optaxclip import _core
+from optaxclip import _shapes
 
 
 def _check_bounds(lo, hi, fn):
@@ -92,7 +93,7 @@ def clip_params(
     _core.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _core.check_leaves(leaves, fn, allow_complex=False)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     lo = _core.resolve(min_value, prev.step)
     hi = _core.resolve(max_value, prev.step)
     finite = jnp.logical_not(_core.any_nonfinite(leaves))
@@ -182,7 +183,8 @@ def max_norm_constraint(
     _core.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _core.check_leaves(leaves, fn)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
+    _shapes.check_unit_axes(fn, axis, leaves, treedef)
     c = _core.resolve(max_norm, prev.step)
     out, factors, clipped, powers = [], [], [], []
     for u, p in zip(leaves, p_leaves):

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from optaxclip import _core
+from optaxclip import _shapes
 from optaxclip import _wrappers
 
 # ---------------------------------------------------------------------------
@@ -225,7 +226,14 @@ def clip_spikes(
     del params, extra_args
     leaves, treedef = jax.tree.flatten(updates)
     _core.check_leaves(leaves, fn, allow_complex=False)
-    nus = treedef.flatten_up_to(state.nu)
+    nus = _shapes.matching_leaves(
+      fn,
+      "the state's nu",
+      leaves,
+      treedef,
+      state.nu,
+      "Init the state with parameters shaped like the gradients.",
+    )
     prev = _core.unnamed(state.stats)
     theta = _core.resolve(threshold, prev.step)
     norm = _core.root(_core.global_power(leaves, 2), 2)

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from optaxclip import _core
+from optaxclip import _shapes
 
 
 @_core.edge_cases(
@@ -95,7 +96,8 @@ def adaptive_grad_clip(
     _core.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _core.check_leaves(leaves, fn)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
+    _shapes.check_unit_axes(fn, axis, leaves, treedef)
     lam = _core.resolve(clipping, prev.step)
     factors, clipped, total, after = [], [], [], []
     for g, p in zip(leaves, p_leaves):

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from optaxclip import _core
+from optaxclip import _shapes
 
 
 class ClippyState(NamedTuple):
@@ -134,7 +135,7 @@ def clippy(
     _core.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _core.check_leaves(leaves, fn)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     if len(leaves) != state.factors.shape[0]:
       raise ValueError(
         f"optaxclip.{fn}: the updates have {len(leaves)} leaves but the "

@@ -9,11 +9,14 @@ gradients.
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conformance import REGISTRY
 
 import optaxclip
 
@@ -147,3 +150,121 @@ def test_autoclip_streaming_sketch_freezes_at_the_int32_maximum():
     np.testing.assert_allclose(np.linalg.norm(u), 5.0, rtol=0.01)
   assert int(state.count) == MAX
   assert int(state.history.min()) >= 0 and int(state.history.max()) == MAX
+
+
+# ---------------------------------------------------------------------------
+# Shapes, states and axes are checked, never broadcast or wrapped
+# ---------------------------------------------------------------------------
+
+PARAM_CASES = [c for c in REGISTRY if c.needs_params]
+
+
+def _build(case, **override):
+  kwargs = {**case.kwargs, **override}
+  if case.wrapper:
+    return case.factory(case.inner(), **kwargs)
+  return case.factory(**kwargs)
+
+
+def test_the_registry_has_the_params_strategies():
+  names = {c.factory.__name__ for c in PARAM_CASES}
+  assert {"clip_params", "max_norm_constraint", "adaptive_grad_clip"} <= names
+  assert "clippy" in names
+
+
+@pytest.mark.parametrize("case", PARAM_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize(
+  "p_shape, g_shape", [((3, 1), (3,)), ((1, 3), (3,)), ((3,), (2, 3))]
+)
+def test_params_of_another_shape_are_an_error(case, p_shape, g_shape):
+  tx = _build(case)
+  params = {"enc": {"w": jnp.ones(p_shape)}, "b": jnp.ones(2)}
+  grads = {"enc": {"w": jnp.ones(g_shape)}, "b": jnp.ones(2)}
+  state = tx.init(params)
+  name = case.factory.__name__
+  want = (
+    rf"{name}.*'enc/w'.*{re.escape(str(p_shape))}.*{re.escape(str(g_shape))}"
+  )
+  with pytest.raises(ValueError, match=want):
+    tx.update(grads, state, params, **case.extra_args)
+  with pytest.raises(ValueError, match=want):
+    jax.jit(lambda g, s, p: tx.update(g, s, p, **case.extra_args))(
+      grads, state, params
+    )
+
+
+@pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
+def test_a_state_of_other_shapes_is_an_error_or_unused(case):
+  """A state initialised for (1,) never reshapes gradients of shape (3,)."""
+  tx = _build(case)
+  small = {"w": jnp.ones(1)}
+  grads = {"w": jnp.array([1.0, -2.0, 3.0])}
+  state = tx.init(small)
+  try:
+    u, _ = tx.update(grads, state, grads, **case.extra_args)
+  except ValueError as e:
+    assert "(1,)" in str(e) and "(3,)" in str(e), e
+    assert case.factory.__name__ in str(e), e
+    return
+  assert jax.tree.structure(u) == jax.tree.structure(grads)
+  assert u["w"].shape == (3,) and u["w"].dtype == grads["w"].dtype
+
+
+def test_clip_spikes_state_mismatch_names_the_leaf_and_shapes():
+  tx = optaxclip.clip_spikes()
+  state = tx.init({"a": jnp.ones(1)})
+  with pytest.raises(ValueError, match=r"clip_spikes.*nu.*'a'.*\(1,\).*\(3,\)"):
+    tx.update({"a": jnp.ones(3)}, state)
+
+
+@pytest.mark.parametrize("window", [None, 4, 8])
+@pytest.mark.parametrize("restored", [None, 4])
+def test_autoclip_state_of_another_mode_is_an_error(window, restored):
+  state = optaxclip.autoclip(window=restored).init(jnp.ones(2))
+  tx = optaxclip.autoclip(window=window)
+  if window == restored:
+    tx.update(jnp.ones(2), state)
+    return
+  with pytest.raises(ValueError, match=r"autoclip.*history.*same window"):
+    tx.update(jnp.ones(2), state)
+
+
+AXIS_FACTORIES = {
+  "adaptive_grad_clip": lambda axis: optaxclip.adaptive_grad_clip(
+    0.1, axis=axis
+  ),
+  "max_norm_constraint": lambda axis: optaxclip.max_norm_constraint(
+    1.0, axis=axis
+  ),
+}
+
+
+@pytest.mark.parametrize("strategy", AXIS_FACTORIES)
+@pytest.mark.parametrize(
+  "axis, shape, match",
+  [
+    (5, (2, 3), "axis 5 is out of range"),
+    (2, (2, 3), "axis 2 is out of range"),
+    (-3, (2, 3), "axis -3 is out of range"),
+    ((0, 2), (2, 3), "axis 2 is out of range"),
+    ((0, -2), (2, 3), r"the axes \(0, -2\) repeat"),
+    (1, (3,), "axis 1 is out of range"),
+    (0, (), "axis 0 is out of range"),
+  ],
+)
+def test_out_of_range_axis_is_an_error_naming_the_leaf(
+  strategy, axis, shape, match
+):
+  tx = AXIS_FACTORIES[strategy](axis)
+  tree = {"dense": {"kernel": jnp.ones(shape)}}
+  with pytest.raises(ValueError, match=rf"{strategy}: {match}.*'dense/kernel'"):
+    tx.update(tree, tx.init(tree), tree)
+
+
+@pytest.mark.parametrize("strategy", AXIS_FACTORIES)
+@pytest.mark.parametrize("axis", [0, 1, -1, -2, (0, 1), (-1, 0)])
+def test_valid_axes_still_work(strategy, axis):
+  tx = AXIS_FACTORIES[strategy](axis)
+  tree = {"w": jnp.arange(1.0, 7.0).reshape(2, 3)}
+  u, _ = tx.update(tree, tx.init(tree), tree)
+  assert u["w"].shape == (2, 3) and np.all(np.isfinite(u["w"]))
