@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from optaxclip import _core
+from optaxclip import _range
 from optaxclip import _shapes
 
 # ---------------------------------------------------------------------------
@@ -338,6 +339,7 @@ def autoclip(
       "or init a new state.",
     )
     norm = _core.root(_core.global_power(leaves, 2, axis_name=axis_name), 2)
+    norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
     q = _f32(percentile) / 100
@@ -615,6 +617,7 @@ def zclip(
     leaves = jax.tree.leaves(updates)
     _core.check_leaves(leaves, fn)
     norm = _core.root(_core.global_power(leaves, 2, axis_name=axis_name), 2)
+    norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
     prev = _core.unnamed(state.stats)

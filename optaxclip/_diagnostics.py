@@ -153,7 +153,10 @@ class MonitorStats(NamedTuple):
       NaN for a path until its first finite norm.
     global_norm: norm of all the updates together.
     global_ema: EMA of ``global_norm`` (NaN when ``ema=None``).
-    nonfinite_count: steps so far whose global norm was NaN or Inf.
+    nonfinite_count: steps so far whose updates were NaN or Inf. A float64
+      norm beyond the float32 range (about 3.4e38) is recorded as ``inf``
+      in ``norms`` / ``global_norm`` (the statistics are float32) but is
+      not counted here, since nothing was non-finite.
     step: number of updates seen so far.
 
   The counters are int32 and saturate at 2**31 - 1 (as
@@ -379,7 +382,8 @@ def monitor_norms(
       if ord == "inf":
         gpow = jnp.maximum(gpow, 0)
     norms = _core._f32(_core.root(gpow, ord))
-    total = _core._f32(_core.root(_core.combine(gpow, ord), ord))
+    wide = _core.root(_core.combine(gpow, ord), ord)  # the leaves' precision
+    total = _core._f32(wide)
 
     def smooth(old, new):
       if ema is None:
@@ -393,8 +397,10 @@ def monitor_norms(
       ema=PathMap(names, smooth(prev.ema.array(), norms)),
       global_norm=total,
       global_ema=smooth(prev.global_ema, total),
-      nonfinite_count=jnp.where(  # saturates at the int32 maximum
-        jnp.isfinite(total),
+      # Counts non-finite updates, not float64 norms beyond float32 (which
+      # are recorded as inf); saturates at the int32 maximum.
+      nonfinite_count=jnp.where(
+        jnp.isfinite(wide),
         prev.nonfinite_count,
         optax.safe_increment(prev.nonfinite_count),
       ),

@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from optaxclip import _core
+from optaxclip import _range
 from optaxclip import _shapes
 from optaxclip import _wrappers
 
@@ -449,6 +450,7 @@ def stable_spam_clip(
       )
       return updates, state._replace(stats=_core.named(name, stats))
     norm = _core.root(_core.global_power(leaves, 2), 2)
+    norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     _core.check_finite(finite, nonfinite, fn, name, norm, prev.step)
     keep = _core.keep_mask(finite, nonfinite)
@@ -793,7 +795,8 @@ def skip_on_spike(
     sigma = _core.resolve(sigma_factor, prev.step)
     nan = jnp.full([], jnp.nan, f32)
 
-    norm = _core.root(_core.global_power(leaves, 2), 2).astype(f32)
+    norm = _range.state_norm(_core.root(_core.global_power(leaves, 2), 2))
+    norm = norm.astype(f32)
     bad = jnp.logical_not(jnp.isfinite(norm))
     spike = jnp.array(False)
     norm_threshold = nan

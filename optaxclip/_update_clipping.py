@@ -166,10 +166,12 @@ def clippy(
       bound = bound + jnp.asarray(abs_, dt)
       zero = mag == 0
       ratio = jnp.where(zero, 1, bound / jnp.where(zero, 1, mag))
-      factors.append(jnp.minimum(1, jnp.min(ratio, initial=1)).astype(f32))
+      # In the leaf's precision: a float32 factor would underflow to 0 for
+      # float64 updates far larger than their weights (1e100 against 1).
+      factors.append(jnp.minimum(1, jnp.min(ratio, initial=1)))
     (applied,) = _core.materialize(factors)
     out = [_core.scale_leaf(u, s, keep) for u, s in zip(leaves, applied)]
-    s = _core.stack_scalars(factors)
+    s = _core.stack_scalars(factors, f32)
     power = powers.astype(f32)
     norm_after = _core.root(jnp.sum(power * s**2), 2)
     scale = jnp.min(s)

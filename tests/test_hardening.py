@@ -268,3 +268,73 @@ def test_valid_axes_still_work(strategy, axis):
   tree = {"w": jnp.arange(1.0, 7.0).reshape(2, 3)}
   u, _ = tx.update(tree, tx.init(tree), tree)
   assert u["w"].shape == (2, 3) and np.all(np.isfinite(u["w"]))
+
+
+# ---------------------------------------------------------------------------
+# float64 leaves beyond the float32 range: held, or non-finite under the
+# policy; never NaN, never a zeroed step that is not counted
+# ---------------------------------------------------------------------------
+
+
+def _counted(state) -> int:
+  """Non-finite and skipped steps counted in the statistics of ``state``."""
+  total = 0
+  for s in optaxclip.stats(state).values():
+    total += int(s.nonfinite_count)
+    total += int(getattr(s, "skip_count", 0))
+  return total
+
+
+def _f64_tree(seed=0):
+  rng = np.random.default_rng(seed)
+  return {
+    "w": jnp.asarray(rng.uniform(-1, 1, (8, 4)), jnp.float64),
+    "b": jnp.asarray(rng.uniform(-1, 1, (4,)), jnp.float64),
+    "s": jnp.asarray(0.5, jnp.float64),
+  }
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e100, 5e19])
+@pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
+def test_float64_leaves_beyond_float32_never_give_uncounted_nan(case, scale):
+  with jax.enable_x64(True):
+    tx = _build(case)
+    params = _f64_tree()
+    if "rules" in case.name or "layer" in case.name:
+      params = {"w": params["w"], "b": params["b"]}
+    state = tx.init(params)
+    for k in range(4):
+      grads = jax.tree.map(lambda p, k=k: p * scale * (1 + 0.1 * k), params)
+      before = _counted(state)
+      u, state = tx.update(grads, state, params, **case.extra_args)
+      leaves = [np.asarray(x) for x in jax.tree.leaves(u)]
+      assert all(x.dtype == np.float64 for x in leaves)
+      assert all(np.all(np.isfinite(x)) for x in leaves), (k, leaves)
+      zero = all(np.all(x == 0) for x in leaves)
+      assert zero == (_counted(state) > before), (k, zero, _counted(state))
+
+
+def test_stable_spam_float64_norm_5e19_is_a_counted_nonfinite_step():
+  """The issue's reproducer: it gave NaN updates and counted nothing."""
+  with jax.enable_x64(True):
+    tx = optaxclip.stable_spam_clip(nonfinite="zero")
+    g = jnp.array([3e19, 4e19], jnp.float64)
+    u, state = tx.update(g, tx.init(g))
+    np.testing.assert_array_equal(u, [0.0, 0.0])
+    s = optaxclip.stats(state)["stable_spam_clip"]
+    assert int(s.nonfinite_count) == 1 and np.isinf(s.norm_before)
+    tx = optaxclip.stable_spam_clip(nonfinite="error")
+    with pytest.raises(Exception, match="stable_spam_clip"):
+      tx.update(g, tx.init(g))
+
+
+def test_stateless_clippers_hold_the_float64_range():
+  """clip_by_global_norm clips a norm of 5e100 exactly; its float32
+  statistics report the norm as inf and count nothing (documented)."""
+  with jax.enable_x64(True):
+    tx = optaxclip.clip_by_global_norm(1.0)
+    g = jnp.array([3e100, 4e100], jnp.float64)
+    u, state = tx.update(g, tx.init(g))
+    np.testing.assert_allclose(u, [0.6, 0.8], rtol=1e-12)
+    s = optaxclip.stats(state)["clip_by_global_norm"]
+    assert np.isinf(s.norm_before) and int(s.nonfinite_count) == 0
