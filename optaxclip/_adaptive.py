@@ -531,9 +531,11 @@ def zclip(
   :math:`\alpha \approx 0.90`-:math:`0.95`, :math:`z_{thr} \approx 2` and
   ``clip_factor`` 0.5-0.9 for more aggressive clipping. Differences from
   that code: the clip factor is :math:`\tau/n_t` (it divides by
-  :math:`n_t + 10^{-6}`); ``mode="percentile"`` follows its docstring (its
-  code for that branch does not run); a NaN/Inf norm never enters the
-  statistics (it has no such handling); the norm is accumulated in float32.
+  :math:`n_t + 10^{-6}`); a NaN/Inf norm never enters the statistics (it
+  has no such handling); the norm is accumulated in float32.
+  ``mode="percentile"`` is that code's percentile branch (threshold
+  :math:`\mu + z_{thr}\sigma`, applied when the norm exceeds it), which
+  ``tests/test_reference_code.py`` checks line by line.
 
   Args:
     alpha: EMA factor :math:`\alpha \in [0, 1]`.
@@ -797,7 +799,29 @@ def adagc(
   ``lambda_abs`` = the run's usual global clip (1.0); pass those to
   reproduce the paper's runs. Like the authors' code, the warm-up covers
   steps :math:`1..T` (the port's covers :math:`T - 1` steps) and the factor
-  is :math:`\lambda/n` (both add a small epsilon to :math:`n`).
+  is :math:`\lambda/n`; the port adds its ``eps`` (1e-8) to the norm of the
+  warm-up only and nothing afterwards.
+
+  Two differences from the port matter beyond rounding:
+
+  * **Its warm-up clips against the squared global norm.** The port's
+    ``get_global_gradient_norm`` returns the *sum of squares*, which its
+    warm-up uses as the norm, so the warm-up factor is
+    :math:`\min(1, \lambda_{abs}/\lVert g\rVert^2)`: with
+    :math:`\lambda_{abs} = 1` the gradient ``[3, 4]`` comes out as
+    ``[0.12, 0.16]`` there and ``[0.6, 0.8]`` here (the paper's
+    :math:`\min(1, \lambda_{abs}/\lVert g\rVert)`). Its defaults were
+    chosen with that warm-up.
+  * **An exactly zero leaf gradient.** Both the authors' code and the port
+    fold the zero norm into :math:`\gamma_i` (in warm-up the running minimum
+    becomes 0, and the leaf is multiplied by 0 from then on). Here a zero
+    clipped norm leaves :math:`\gamma_i` as it was: a leaf that receives no
+    gradient for a step (a frozen or unused parameter, a masked expert) would
+    otherwise never be updated again, which is a failure mode of the
+    reference, not a design choice stated in the paper.
+
+  ``tests/test_reference_code.py`` runs NumPy transcriptions of the port's
+  update lines side by side with this implementation.
 
   Args:
     beta: EMA factor :math:`\beta \in [0, 1]`.
