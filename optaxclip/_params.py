@@ -41,6 +41,7 @@ def _check_bounds(lo, hi, fn):
                         clipped into range); ``"error"``: raises
   complex leaves        ``TypeError``
   no ``params``         ``ValueError`` asking for them
+  params of other shape ``ValueError`` naming the leaf and both shapes
   ===================== =================================================="""
 )
 def clip_params(
@@ -127,6 +128,8 @@ def clip_params(
   zero weights          no division by zero; unchanged
   NaN / Inf updates     ``nonfinite`` policy (default ``"zero"``)
   no ``params``         ``ValueError`` asking for them
+  params of other shape ``ValueError`` naming the leaf and both shapes
+  axis out of range     ``ValueError`` naming the leaf (never wraps)
   ===================== =================================================="""
 )
 def max_norm_constraint(
@@ -153,7 +156,9 @@ def max_norm_constraint(
   Args:
     max_norm: the largest allowed unit norm :math:`c \ge 0`, or a schedule
       (Srivastava et al. report values of 3 to 4 with dropout).
-    axis: the axes each unit's norm reduces over (static), or None.
+    axis: the axes each unit's norm reduces over (static), or None. Each
+      axis must be valid for every leaf's rank (``-rank <= a < rank``, no
+      repeats); it never wraps around.
     nonfinite: ``"zero"`` (default), ``"propagate"`` or ``"error"``.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 

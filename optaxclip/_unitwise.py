@@ -24,6 +24,8 @@ from optaxclip import _shapes
   NaN / Inf gradients   ``nonfinite`` policy, as for the global clippers:
                         ``"zero"`` (default) zeroes the step and counts it
   no ``params``         ``ValueError`` asking for them
+  params of other shape ``ValueError`` naming the leaf and both shapes
+  axis out of range     ``ValueError`` naming the leaf (never wraps)
   rank > 5 leaves       ``ValueError`` asking for ``axis=``
   ===================== =================================================="""
 )
@@ -62,7 +64,9 @@ def adaptive_grad_clip(
       norm to weight norm per unit, or a schedule (the paper uses 0.01 at
       batch sizes of about 4096 and larger values at smaller batches).
     eps: :math:`\epsilon`, the floor of a unit's weight norm.
-    axis: the axes each unit's norm reduces over (static), or None.
+    axis: the axes each unit's norm reduces over (static), or None. Each
+      axis must be valid for every leaf's rank (``-rank <= a < rank``, no
+      repeats); it never wraps around.
     nonfinite: policy for non-finite gradients: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
