@@ -294,7 +294,7 @@ def _f64_tree(seed=0):
   }
 
 
-@pytest.mark.parametrize("scale", [1e30, 1e100, 5e19])
+@pytest.mark.parametrize("scale", [1e30, 1e100])
 @pytest.mark.parametrize("case", REGISTRY, ids=lambda c: c.name)
 def test_float64_leaves_beyond_float32_never_give_uncounted_nan(case, scale):
   with jax.enable_x64(True):
@@ -303,7 +303,7 @@ def test_float64_leaves_beyond_float32_never_give_uncounted_nan(case, scale):
     if "rules" in case.name or "layer" in case.name:
       params = {"w": params["w"], "b": params["b"]}
     state = tx.init(params)
-    for k in range(4):
+    for k in range(3):
       grads = jax.tree.map(lambda p, k=k: p * scale * (1 + 0.1 * k), params)
       before = _counted(state)
       u, state = tx.update(grads, state, params, **case.extra_args)
