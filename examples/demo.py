@@ -40,7 +40,7 @@ from pathlib import Path
 import optaxclip
 from examples.char_lm import train as char_lm
 from examples.char_lm.input_pipeline import load_text
-from examples.common import data as data_lib
+from examples.common import cli
 from examples.common import plots
 from examples.common import trainer
 from examples.common.data import REPO_ROOT
@@ -80,22 +80,65 @@ def runs(args: argparse.Namespace) -> list[Run]:
   return out
 
 
+def _runs(text: str) -> tuple[int, ...]:
+  """An argparse type: comma-separated run numbers among 1..5."""
+  try:
+    chosen = sorted({int(i) for i in text.split(",") if i.strip()})
+  except ValueError:
+    chosen = []
+  if not chosen or chosen[0] < 1 or chosen[-1] > 5:
+    raise argparse.ArgumentTypeError(
+      f"{text!r}: give comma-separated numbers among 1..5"
+    )
+  return tuple(chosen)
+
+
 def make_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
     prog="python -m examples.demo",
     description=__doc__.split("\n\n")[0],
     formatter_class=argparse.ArgumentDefaultsHelpFormatter,
   )
-  p.add_argument("--steps", type=int, default=300)
-  p.add_argument("--hidden", type=int, default=128)
-  p.add_argument("--embed", type=int, default=64)
-  p.add_argument("--batch-size", type=int, default=32)
-  p.add_argument("--seq-len", type=int, default=100)
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--sgd-lr", type=float, default=30.0)
-  p.add_argument("--sgd-clip", default="clip_by_global_norm:0.25")
-  p.add_argument("--adam-lr", type=float, default=0.1)
-  p.add_argument("--adam-clip", default="clip_by_global_norm:1.0")
+  p.add_argument(
+    "--steps", type=cli.positive_int, default=300, help="steps per run"
+  )
+  p.add_argument(
+    "--hidden", type=cli.positive_int, default=128, help="LSTM units"
+  )
+  p.add_argument(
+    "--embed", type=cli.positive_int, default=64, help="embedding width"
+  )
+  p.add_argument(
+    "--batch-size", type=cli.positive_int, default=32, help="global batch"
+  )
+  p.add_argument(
+    "--seq-len", type=cli.positive_int, default=100, help="window length"
+  )
+  p.add_argument(
+    "--seed", type=cli.nonnegative_int, default=0, help="random seed"
+  )
+  p.add_argument(
+    "--sgd-lr",
+    type=cli.positive_float,
+    default=30.0,
+    help="learning rate of the SGD runs (1, 2)",
+  )
+  p.add_argument(
+    "--sgd-clip",
+    default="clip_by_global_norm:0.25",
+    help="clipping strategy of run 2 (" + cli.CLIP_HELP + ")",
+  )
+  p.add_argument(
+    "--adam-lr",
+    type=cli.positive_float,
+    default=0.1,
+    help="learning rate of the Adam runs (3, 4, 5)",
+  )
+  p.add_argument(
+    "--adam-clip",
+    default="clip_by_global_norm:1.0",
+    help="clipping strategy of run 4 (same syntax)",
+  )
   p.add_argument(
     "--adam-after",
     default="clip_by_global_norm:2.0",
@@ -103,16 +146,51 @@ def make_parser() -> argparse.ArgumentParser:
   )
   p.add_argument(
     "--runs",
-    default="1,2,3,4,5",
+    type=_runs,
+    default=(1, 2, 3, 4, 5),
     help="which of the five runs to train (1-based, comma-separated)",
   )
-  p.add_argument("--eval-windows", type=int, default=128)
-  p.add_argument("--sample-len", type=int, default=200)
-  p.add_argument("--text-file", default=None)
-  p.add_argument("--data-dir", default=None)
-  p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "demo"))
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument(
+    "--eval-windows",
+    type=cli.positive_int,
+    default=128,
+    help="validation windows per run",
+  )
+  p.add_argument(
+    "--sample-len",
+    type=cli.nonnegative_int,
+    default=200,
+    help="characters sampled after each run (0: none)",
+  )
+  p.add_argument(
+    "--text-file",
+    type=cli.text_file,
+    default=None,
+    help="train on this UTF-8 text instead of Shakespeare",
+  )
+  p.add_argument("--data-dir", default=None, help="download cache")
+  p.add_argument(
+    "--workdir",
+    default=str(REPO_ROOT / "runs" / "demo"),
+    help="where the table, plot and runs go",
+  )
+  p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
   return p
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+  """Parses ``argv``; a bad spec, number or file is a usage error."""
+  p = make_parser()
+  args = p.parse_args(argv)
+  cli.check_batch_size(p, args.batch_size)
+  for lr, optimizer, clip, after in (
+    (args.sgd_lr, "sgd", args.sgd_clip, None),
+    (args.adam_lr, "adam", args.adam_clip, args.adam_after),
+  ):
+    cli.check_specs(
+      p, clip=clip, optimizer=optimizer, learning_rate=lr, clip_after=after
+    )
+  return args
 
 
 def _run_args(args, run: Run, index: int) -> argparse.Namespace:
@@ -221,27 +299,21 @@ def verdict(results: list[tuple[Run, trainer.RunResult]]) -> list[str]:
 def main(
   argv: Sequence[str] | None = None,
 ) -> list[tuple[Run, trainer.RunResult]]:
-  args = make_parser().parse_args(argv)
+  p = make_parser()
+  args = parse(argv)
   t0 = time.perf_counter()
-  try:
+  with cli.usage_errors(p):
     text = load_text(args.text_file, args.data_dir)
-  except data_lib.DataUnavailable as e:
-    raise SystemExit(str(e)) from None
   t_data = time.perf_counter() - t0
   print(
     f"Shakespeare: {len(text):,} characters (loaded in {t_data:.1f}s). "
     f"optaxclip {optaxclip.__version__}."
   )
   every = runs(args)
-  try:
-    chosen = sorted({int(i) for i in args.runs.split(",") if i.strip()})
-    plan = [every[i - 1] for i in chosen]
-    if not plan or min(chosen) < 1:
-      raise IndexError
-  except (ValueError, IndexError):
-    raise SystemExit(
-      f"--runs {args.runs!r}: give numbers among 1..{len(every)}"
-    ) from None
+  chosen = [i for i in args.runs if i <= len(every)]
+  if not chosen:
+    p.error("--runs: run 5 is off (--adam-after none); choose among 1..4")
+  plan = [every[i - 1] for i in chosen]
   print(
     f"Training a {args.hidden}-unit character LSTM {len(plan)} times, "
     f"{args.steps} steps of {args.batch_size} x {args.seq_len} characters."
@@ -254,7 +326,8 @@ def main(
       f"clipping: {run.clipping}"
     )
     run_args = _run_args(args, run, i)
-    task = char_lm.build_task(run_args, text=text)
+    with cli.usage_errors(p):
+      task = char_lm.build_task(run_args, text=text)
     results.append((run, trainer.train(task, run_args)))
   train_time = time.perf_counter() - t_train
 

@@ -19,7 +19,9 @@ import numpy as np
 import optax
 
 from optaxclip import _norms
+from optaxclip import _range
 from optaxclip import _scaling
+from optaxclip import _shapes
 from optaxclip import _stats
 from optaxclip import _validation
 
@@ -109,7 +111,10 @@ class AutoClipState(NamedTuple):
 
   Attributes:
     count: finite norms recorded so far. In window mode it wraps around in
-      ``[0, 2 * window)`` (the write position is ``count % window``).
+      ``[0, 2 * window)`` (the write position is ``count % window``). In
+      streaming mode it saturates at the int32 maximum (2**31 - 1): from
+      then on the sketch is frozen (later norms are not added, so the
+      threshold stays the percentile of the first 2**31 - 1 norms).
     history: window mode: the last ``window`` finite norms (float32 ring
       buffer; slots not yet written hold ``+inf``). Streaming mode: the
       sketch's cumulative bucket counts: ``history[k]`` norms fell in
@@ -323,7 +328,17 @@ def autoclip(
     del params, extra_args
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
+    _shapes.check_vector(
+      fn,
+      "the state's history",
+      state.history,
+      (SKETCH_BUCKETS,) if window is None else (window,),
+      f"The state was made for another mode (streaming: ({SKETCH_BUCKETS},), "
+      "window=w: (w,)); restore it into an autoclip with the same window, "
+      "or init a new state.",
+    )
     norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+    norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
     q = _stats.f32(percentile) / 100
@@ -331,9 +346,12 @@ def autoclip(
     highest = jnp.where(finite, jnp.maximum(state.highest, x), state.highest)
     add = finite.astype(jnp.int32)
     if window is None:
+      # The sketch freezes once `count` reaches the int32 maximum (2**31 - 1
+      # finite steps), so no counter wraps: later norms are not added.
+      take = finite & (state.count < jnp.iinfo(jnp.int32).max)
       k = jnp.arange(SKETCH_BUCKETS)
-      history = state.history + (finite & (k >= _sketch_bucket(x)))
-      count = state.count + add
+      history = state.history + (take & (k >= _sketch_bucket(x)))
+      count = jnp.where(take, optax.safe_increment(state.count), state.count)
       ordered = state.ordered
       threshold = _sketch_percentile(history, count, q, lowest, highest)
     else:
@@ -398,7 +416,7 @@ ZClipStats = _stats.stats_type(
       non-finite norm).
     spike: 1 when this step was a spike (:math:`z_t > z_{thr}`, or, in
       ``"percentile"`` mode, a norm above :math:`\\mu + z_{thr}\\sigma`).
-    spike_count: spikes so far.
+    spike_count: spikes so far (int32; saturates at 2**31 - 1).
   """,
   "zscore",
   "spike",
@@ -505,9 +523,11 @@ def zclip(
   :math:`\alpha \approx 0.90`-:math:`0.95`, :math:`z_{thr} \approx 2` and
   ``clip_factor`` 0.5-0.9 for more aggressive clipping. Differences from
   that code: the clip factor is :math:`\tau/n_t` (it divides by
-  :math:`n_t + 10^{-6}`); ``mode="percentile"`` follows its docstring (its
-  code for that branch does not run); a NaN/Inf norm never enters the
-  statistics (it has no such handling); the norm is accumulated in float32.
+  :math:`n_t + 10^{-6}`); a NaN/Inf norm never enters the statistics (it
+  has no such handling); the norm is accumulated in float32.
+  ``mode="percentile"`` is that code's percentile branch (threshold
+  :math:`\mu + z_{thr}\sigma`, applied when the norm exceeds it), which
+  ``tests/test_reference_code.py`` checks line by line.
 
   Args:
     alpha: EMA factor :math:`\alpha \in [0, 1]`.
@@ -593,6 +613,7 @@ def zclip(
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+    norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
     prev = _stats.unnamed(state.stats)
@@ -649,7 +670,9 @@ def zclip(
     extra = (
       jnp.where(warm | ~finite, jnp.nan, z).astype(jnp.float32),
       spike.astype(jnp.float32),
-      prev.spike_count + spike.astype(jnp.int32),
+      jnp.where(
+        spike, optax.safe_increment(prev.spike_count), prev.spike_count
+      ),
       count,
       mean.astype(jnp.float32),
       var.astype(jnp.float32),
@@ -775,7 +798,29 @@ def adagc(
   ``lambda_abs`` = the run's usual global clip (1.0); pass those to
   reproduce the paper's runs. Like the authors' code, the warm-up covers
   steps :math:`1..T` (the port's covers :math:`T - 1` steps) and the factor
-  is :math:`\lambda/n` (both add a small epsilon to :math:`n`).
+  is :math:`\lambda/n`; the port adds its ``eps`` (1e-8) to the norm of the
+  warm-up only and nothing afterwards.
+
+  Two differences from the port matter beyond rounding:
+
+  * **Its warm-up clips against the squared global norm.** The port's
+    ``get_global_gradient_norm`` returns the *sum of squares*, which its
+    warm-up uses as the norm, so the warm-up factor is
+    :math:`\min(1, \lambda_{abs}/\lVert g\rVert^2)`: with
+    :math:`\lambda_{abs} = 1` the gradient ``[3, 4]`` comes out as
+    ``[0.12, 0.16]`` there and ``[0.6, 0.8]`` here (the paper's
+    :math:`\min(1, \lambda_{abs}/\lVert g\rVert)`). Its defaults were
+    chosen with that warm-up.
+  * **An exactly zero leaf gradient.** Both the authors' code and the port
+    fold the zero norm into :math:`\gamma_i` (in warm-up the running minimum
+    becomes 0, and the leaf is multiplied by 0 from then on). Here a zero
+    clipped norm leaves :math:`\gamma_i` as it was: a leaf that receives no
+    gradient for a step (a frozen or unused parameter, a masked expert) would
+    otherwise never be updated again, which is a failure mode of the
+    reference, not a design choice stated in the paper.
+
+  ``tests/test_reference_code.py`` runs NumPy transcriptions of the port's
+  update lines side by side with this implementation.
 
   Args:
     beta: EMA factor :math:`\beta \in [0, 1]`.

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -155,8 +156,14 @@ class MonitorStats(NamedTuple):
       NaN for a path until its first finite norm.
     global_norm: norm of all the updates together.
     global_ema: EMA of ``global_norm`` (NaN when ``ema=None``).
-    nonfinite_count: steps so far whose global norm was NaN or Inf.
+    nonfinite_count: steps so far whose updates were NaN or Inf. A float64
+      norm beyond the float32 range (about 3.4e38) is recorded as ``inf``
+      in ``norms`` / ``global_norm`` (the statistics are float32) but is
+      not counted here, since nothing was non-finite.
     step: number of updates seen so far.
+
+  The counters are int32 and saturate at 2**31 - 1 (as
+  :func:`optax.safe_increment`); they never wrap.
   """
 
   norms: PathMap
@@ -378,7 +385,8 @@ def monitor_norms(
       if ord == "inf":
         gpow = jnp.maximum(gpow, 0)
     norms = _stats.f32(_norms.root(gpow, ord))
-    total = _stats.f32(_norms.root(_norms.combine(gpow, ord), ord))
+    wide = _norms.root(_norms.combine(gpow, ord), ord)  # the leaves' precision
+    total = _stats.f32(wide)
 
     def smooth(old, new):
       if ema is None:
@@ -392,8 +400,13 @@ def monitor_norms(
       ema=PathMap(names, smooth(prev.ema.array(), norms)),
       global_norm=total,
       global_ema=smooth(prev.global_ema, total),
-      nonfinite_count=prev.nonfinite_count
-      + jnp.logical_not(jnp.isfinite(total)).astype(jnp.int32),
+      # Counts non-finite updates, not float64 norms beyond float32 (which
+      # are recorded as inf); saturates at the int32 maximum.
+      nonfinite_count=jnp.where(
+        jnp.isfinite(wide),
+        prev.nonfinite_count,
+        optax.safe_increment(prev.nonfinite_count),
+      ),
       step=optax.safe_increment(prev.step),
     )
     (new,) = _stats.compute_together(
@@ -442,8 +455,49 @@ def _to_floats(flat: Mapping[str, Any]) -> dict[str, float]:
   return out
 
 
+def _stats_fields() -> frozenset[str]:
+  """Field names of every public statistics type (``ClipStats``, ...)."""
+  import optaxclip  # here: the package imports this module
+
+  out: set[str] = set()
+  for name in optaxclip.__all__:
+    obj = getattr(optaxclip, name, None)
+    if name.endswith("Stats") and hasattr(obj, "_fields"):
+      out.update(obj._fields)
+  return frozenset(out)
+
+
+def _to_float(v: Any, key: str, where: str) -> float:
+  """A stored value as a float ("nan", "inf" included), or a ValueError."""
+  try:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+      raise TypeError
+    return float(v)
+  except (TypeError, ValueError):
+    raise ValueError(
+      f"optaxclip.StatsHistory{where}: the value of {key!r} is not a number: "
+      f"{v!r}."
+    ) from None
+
+
 def _encode(v: float) -> float | str:
   return v if math.isfinite(v) else repr(v)  # "nan", "inf", "-inf"
+
+
+def _check_step(step: Any, where: str = "") -> int:
+  """``step`` as an int; a ValueError for a fraction, NaN or non-scalar."""
+  try:
+    a = np.asarray(step)
+  except Exception:  # any object that is not array-like
+    a = np.asarray(None)
+  ok = a.shape == () and a.dtype.kind in "iuf"
+  if ok and a.dtype.kind == "f":
+    ok = bool(np.isfinite(a)) and float(a) == int(a)
+  if not ok:
+    raise ValueError(
+      f"optaxclip.StatsHistory{where}: `step` must be an integer, got {step!r}."
+    )
+  return int(a)
 
 
 class StatsHistory:
@@ -456,6 +510,13 @@ class StatsHistory:
   as ``"<name>/<field>/<path>"`` (e.g. ``"monitor_norms/norms/dense/bias"``)
   and each scalar under its keyword (``"loss"``). Appending twice with the
   same step fills in the same row, so validation metrics can arrive later.
+
+  A clipper's name may hold ``/`` (``name="enc/clip"`` is stored as
+  ``"enc/clip/norm_before"``, ...): :func:`diagnose` and :mod:`optaxclip.plot`
+  report it under its full name. A history read back from a file no longer
+  knows the names, so there the name ends before the first segment that is
+  a statistics field (``norm_before``, ``threshold``, ``norms``, ...); a
+  name with such a segment (``"enc/threshold/x"``) reads back split there.
 
   Example:
     >>> import jax.numpy as jnp, optax, optaxclip
@@ -479,6 +540,7 @@ class StatsHistory:
     self._rows: list[dict[str, float]] = []
     self._row_of_step: dict[int, int] = {}
     self._keys: dict[str, None] = {}
+    self._names: dict[str, None] = {}  # the names of appended statistics
 
   def append(
     self, step: Any, stats: Mapping[str, Any] | None = None, **scalars: Any
@@ -486,7 +548,8 @@ class StatsHistory:
     """Records one step.
 
     Args:
-      step: the training step (an int, or a scalar array).
+      step: the training step: an int or an integer scalar array (a float
+        is accepted only when it is a whole number: ``1.7`` is an error).
       stats: the dict returned by :func:`optaxclip.stats` (arrays on any
         device; fetched in one transfer and converted to floats).
       **scalars: other values of this step, e.g. ``loss=...``; a dict value
@@ -495,9 +558,11 @@ class StatsHistory:
     flat: dict[str, Any] = {}
     if stats is not None:
       _flatten_stats("", stats, flat)
+      for name in stats:
+        self._names.setdefault(str(name), None)
     for k, v in scalars.items():
       _flatten_stats(k, v, flat)
-    self._add_row(int(np.asarray(step)), _to_floats(flat))
+    self._add_row(_check_step(step), _to_floats(flat))
 
   def _add_row(self, step: int, flat: Mapping[str, float]) -> None:
     i = self._row_of_step.get(step)
@@ -561,8 +626,18 @@ class StatsHistory:
         raise ValueError(f"{path}: not a StatsHistory CSV (no 'step' column).")
       keys = header[1:]
       for row in rows:
-        vals = {k: float(v) for k, v in zip(keys, row[1:]) if v != ""}
-        out._add_row(int(row[0]), vals)
+        where = f".from_csv: {path} line {rows.line_num}"
+        if not row:
+          continue
+        if len(row) > len(header):
+          raise ValueError(
+            f"optaxclip.StatsHistory{where}: {len(row)} cells, but the "
+            f"header has {len(header)}."
+          )
+        vals = {
+          k: _to_float(v, k, where) for k, v in zip(keys, row[1:]) if v != ""
+        }
+        out._add_row(_check_step(_to_float(row[0], "step", where), where), vals)
       for k in keys:
         out._keys.setdefault(k, None)
     return out
@@ -583,12 +658,23 @@ class StatsHistory:
     """Reads a file written by :meth:`to_jsonl`."""
     out = cls()
     with open(path) as f:
-      for line in f:
+      for number, line in enumerate(f, 1):
         if not line.strip():
           continue
-        row = json.loads(line)
-        step = row.pop("step")
-        out._add_row(int(step), {k: float(v) for k, v in row.items()})
+        where = f".from_jsonl: {path} line {number}"
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError as e:
+          raise ValueError(
+            f"optaxclip.StatsHistory{where}: not JSON ({e.msg})."
+          ) from None
+        if not isinstance(row, dict) or "step" not in row:
+          raise ValueError(
+            f"optaxclip.StatsHistory{where}: expected an object with a "
+            f"'step' key, as to_jsonl writes, got {line.strip()[:80]!r}."
+          )
+        step = _check_step(row.pop("step"), where)
+        out._add_row(step, {k: _to_float(v, k, where) for k, v in row.items()})
     return out
 
   # Helpers for diagnose() and optaxclip.plot -------------------------------
@@ -600,12 +686,24 @@ class StatsHistory:
     scalars such as ``loss``) are left out.
     """
     out: dict[str, dict[str, list[str]]] = {}
+    known = _stats_fields()
+    names = sorted(self._names, key=len, reverse=True)
     for key in self._keys:
-      parts = key.split("/", 2)
+      parts = key.split("/")
       if len(parts) < 2:
         continue
-      path = parts[2] if len(parts) == 3 else ""
-      out.setdefault(parts[0], {}).setdefault(parts[1], []).append(path)
+      # A name may hold "/" (``name="enc/clip"``). The names appended with
+      # ``stats`` are known; for a history read from a file, the field is
+      # the first segment after the name that is a statistics field.
+      at = next(
+        (n.count("/") + 1 for n in names if key.startswith(n + "/")),
+        None,
+      )
+      if at is None or at >= len(parts):
+        at = next((i for i in range(1, len(parts)) if parts[i] in known), 1)
+      name, field = "/".join(parts[:at]), parts[at]
+      path = "/".join(parts[at + 1 :])
+      out.setdefault(name, {}).setdefault(field, []).append(path)
     return out
 
   def _clippers(self) -> list[str]:
@@ -726,7 +824,8 @@ def suggest_threshold(
     keyed by method; for mapping input, a dict of those keyed by path.
 
   Raises:
-    ValueError: an unknown method, bad parameters, or no finite norm.
+    ValueError: an unknown method, bad parameters, a negative norm, or no
+      finite norm.
 
   Example:
     >>> import numpy as np, optaxclip
@@ -763,6 +862,12 @@ def suggest_threshold(
     if a.size == 0:
       raise ValueError(
         f"optaxclip.{fn}: no finite norm{where} to suggest a threshold from."
+      )
+    if a.min() < 0:
+      raise ValueError(
+        f"optaxclip.{fn}: norms are >= 0, but the norms{where} hold "
+        f"{int(np.sum(a < 0))} negative values (the smallest {a.min():g}); "
+        "pass the recorded norms (e.g. a `norm_before` series)."
       )
     if method == "all":
       return {m: _suggest_one(a, m, factor, p, k) for m in METHODS}
@@ -946,14 +1051,20 @@ def diagnose(
       families of paths are used and the sentence says which way is assumed.
     growth: smallest change (a ratio >= 1) that counts as geometric growth
       or decay.
-    clip_low: a mean clip rate at or below this is "loose".
-    clip_high: a mean clip rate at or above this is "tight".
+    clip_low: a mean clip rate at or below this is "loose" (in [0, 1],
+      below ``clip_high``).
+    clip_high: a mean clip rate at or above this is "tight" (in [0, 1]).
     min_steps: fewest recorded steps for the time-trend and clip-rate
-      checks.
+      checks (an int >= 1).
 
   Returns:
     A list of :class:`Finding`, most severe first; empty when nothing was
     found.
+
+  Raises:
+    ValueError: ``growth`` < 1, ``min_steps`` < 1, a clip rate outside
+      [0, 1] or ``clip_low >= clip_high``, or a path in ``order`` that no
+      monitor recorded (the message suggests the closest recorded path).
 
   Example:
     >>> import numpy as np, optaxclip
@@ -980,7 +1091,10 @@ def diagnose(
     raise ValueError(
       f"optaxclip.diagnose: `growth` must be >= 1, got {growth}."
     )
+  _check_diagnose_args(clip_low, clip_high, min_steps)
   fields = history._fields()
+  if order is not None:
+    order = _check_order(order, history, fields)
   findings: list[Finding] = []
 
   # Series to examine: per-path monitor norms and global norms.
@@ -1010,6 +1124,60 @@ def diagnose(
   findings += _clip_findings(history, fields, clip_low, clip_high, min_steps)
   findings.sort(key=lambda f: _KIND_ORDER.index(f.kind))
   return findings
+
+
+def _check_diagnose_args(clip_low: Any, clip_high: Any, min_steps: Any):
+  fn = "optaxclip.diagnose"
+  if (
+    not isinstance(min_steps, (int, np.integer))
+    or isinstance(min_steps, bool)
+    or min_steps < 1
+  ):
+    raise ValueError(
+      f"{fn}: `min_steps` must be an int >= 1, got {min_steps!r}."
+    )
+  for name, v in (("clip_low", clip_low), ("clip_high", clip_high)):
+    _validation.check_threshold(v, name, "diagnose", allow_schedule=False)
+    if not 0 <= float(v) <= 1:
+      raise ValueError(
+        f"{fn}: `{name}` is a clip rate in [0, 1], got {float(v)}."
+      )
+  if float(clip_low) >= float(clip_high):
+    raise ValueError(
+      f"{fn}: `clip_low` ({float(clip_low)}) must be below `clip_high` "
+      f"({float(clip_high)})."
+    )
+
+
+def _check_order(order: Any, history: StatsHistory, fields) -> list[str]:
+  """``order`` as a list of recorded monitor paths, or a ValueError."""
+  fn = "optaxclip.diagnose"
+  if isinstance(order, str) or not isinstance(order, Iterable):
+    raise TypeError(
+      f"{fn}: `order` must be a sequence of paths, got {order!r}."
+    )
+  order = [str(p) for p in order]
+  if len(set(order)) != len(order):
+    raise ValueError(f"{fn}: `order` repeats a path: {order}.")
+  known = {p for n in history._monitors() for p in fields[n]["norms"] if p}
+  missing = [p for p in order if p not in known]
+  if missing:
+    if not known:
+      raise ValueError(
+        f"{fn}: `order` names paths, but the history has no per-path norms "
+        "(record monitor_norms statistics)."
+      )
+    hints = [
+      f"{p!r} (did you mean {close[0]!r}?)" if close else repr(p)
+      for p in missing
+      for close in [difflib.get_close_matches(p, sorted(known), n=1)]
+    ]
+    raise ValueError(
+      f"{fn}: paths in `order` that no monitor recorded: "
+      f"{', '.join(hints)}. Recorded: "
+      f"{_names(sorted(known, key=_natural_key), 8)}."
+    )
+  return order
 
 
 def _clipper_nonfinite(history: StatsHistory, name: str, fields) -> _Series:
@@ -1261,7 +1429,8 @@ class CalibrationReport:
     n_steps: warm-up steps taken.
     global_norms: global gradient norm at each step (float64).
     layer_norms: ``{path: norms}`` per group of the ``by=`` grouping.
-    suggestions: ``{method: ThresholdSuggestion}`` for the global norm.
+    suggestions: ``{method: ThresholdSuggestion}`` for the global norm;
+      empty when no warm-up step had a finite norm (``str()`` says so).
     layer_suggestions: ``{path: {method: ThresholdSuggestion}}``.
     findings: :func:`diagnose` of the warm-up.
     history: the :class:`StatsHistory` of the warm-up (for the plots).
@@ -1289,8 +1458,16 @@ class CalibrationReport:
       "",
       "Suggested thresholds for the global norm:",
     ]
+    if not self.suggestions:
+      lines.append(
+        f"  none: the gradients were non-finite at all {self.n_steps} "
+        "warm-up steps, so there is no norm to suggest a threshold from. "
+        "Fix the NaN/Inf first (see the findings; optaxclip.skip_nonfinite "
+        "or nonfinite='zero' guard the training meanwhile)."
+      )
     w = max([len(s.rule) for s in self.suggestions.values()] + [4])
-    lines.append(f"  {'rule':<{w}}  {'value':>10}  would clip")
+    if self.suggestions:
+      lines.append(f"  {'rule':<{w}}  {'value':>10}  would clip")
     for s in self.suggestions.values():
       lines.append(
         f"  {s.rule:<{w}}  {s.value:>10.4g}  {100 * s.clip_fraction:>9.1f}%"
@@ -1433,7 +1610,11 @@ def calibrate(
     if key.startswith(prefix)
   }
   kw = {"factor": factor, "p": p, "k": k}
-  suggestions = suggest_threshold(global_norms, "all", **kw)
+  suggestions = (  # none when every step was non-finite (the report says so)
+    suggest_threshold(global_norms, "all", **kw)
+    if np.isfinite(global_norms).any()
+    else {}
+  )
   layer_suggestions = {
     path: suggest_threshold(v, "all", **kw)
     for path, v in layer_norms.items()

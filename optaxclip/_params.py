@@ -11,6 +11,7 @@ import optax
 
 from optaxclip import _norms
 from optaxclip import _scaling
+from optaxclip import _shapes
 from optaxclip import _stats
 from optaxclip import _validation
 
@@ -43,6 +44,7 @@ def _check_bounds(lo, hi, fn):
                         clipped into range); ``"error"``: raises
   complex leaves        ``TypeError``
   no ``params``         ``ValueError`` asking for them
+  params of other shape ``ValueError`` naming the leaf and both shapes
   ===================== =================================================="""
 )
 def clip_params(
@@ -95,11 +97,11 @@ def clip_params(
     _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _validation.check_leaves(leaves, fn, allow_complex=False)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     lo = _validation.resolve(min_value, prev.step)
     hi = _validation.resolve(max_value, prev.step)
     finite = jnp.logical_not(_norms.any_nonfinite(leaves))
-    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step)
+    _scaling.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
     keep = _scaling.keep_mask(finite, nonfinite)
     out, new_w = [], []
     for u, p in zip(leaves, p_leaves):
@@ -129,6 +131,8 @@ def clip_params(
   zero weights          no division by zero; unchanged
   NaN / Inf updates     ``nonfinite`` policy (default ``"zero"``)
   no ``params``         ``ValueError`` asking for them
+  params of other shape ``ValueError`` naming the leaf and both shapes
+  axis out of range     ``ValueError`` naming the leaf (never wraps)
   ===================== =================================================="""
 )
 def max_norm_constraint(
@@ -155,7 +159,9 @@ def max_norm_constraint(
   Args:
     max_norm: the largest allowed unit norm :math:`c \ge 0`, or a schedule
       (Srivastava et al. report values of 3 to 4 with dropout).
-    axis: the axes each unit's norm reduces over (static), or None.
+    axis: the axes each unit's norm reduces over (static), or None. Each
+      axis must be valid for every leaf's rank (``-rank <= a < rank``, no
+      repeats); it never wraps around.
     nonfinite: ``"zero"`` (default), ``"propagate"`` or ``"error"``.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
@@ -185,7 +191,8 @@ def max_norm_constraint(
     _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _validation.check_leaves(leaves, fn)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
+    _shapes.check_unit_axes(fn, axis, leaves, treedef)
     c = _validation.resolve(max_norm, prev.step)
     out, factors, clipped, powers = [], [], [], []
     for u, p in zip(leaves, p_leaves):

@@ -22,7 +22,9 @@ import numpy as np
 import optax
 
 from optaxclip import _norms
+from optaxclip import _range
 from optaxclip import _scaling
+from optaxclip import _shapes
 from optaxclip import _stats
 from optaxclip import _validation
 from optaxclip import _wrappers
@@ -76,6 +78,39 @@ def _check_static_int(value: Any, arg: str, fn: str, lo: int) -> int:
 # ---------------------------------------------------------------------------
 # clip_spikes (SPAM)
 # ---------------------------------------------------------------------------
+
+
+def _one_minus(beta: Any, dtype: Any) -> jax.Array:
+  """``1 - beta`` in ``dtype``, as the papers' code and Optax compute it.
+
+  For a concrete ``beta`` (a Python or NumPy number) the difference is taken
+  in float64 before the cast: ``1 - 0.999`` is 1e-3 in float32, whereas
+  ``1 - float32(0.999)`` is 9.99987e-4, a relative error of 1.3e-5 on every
+  moving-average step. A traced or schedule value is used as given.
+  """
+  if isinstance(beta, (numbers.Real, np.generic)) and not isinstance(
+    beta, bool
+  ):
+    return jnp.asarray(1 - np.float64(beta), dtype)
+  return 1 - jnp.asarray(beta, dtype)
+
+
+def _bias_correction(beta: Any, t: jax.Array, dtype: Any) -> jax.Array:
+  """``1 - beta**t`` for the traced step ``t``, to within a few ulps.
+
+  With a concrete ``beta`` it is ``-expm1(t log beta)`` with the logarithm
+  taken in float64, so it matches the float64 ``1 - beta**t`` the papers'
+  code computes (and :func:`_one_minus` at ``t = 1``); ``1 - float32(beta)
+  ** t`` would be off by 1.3e-5 relative for ``beta = 0.999``.
+  """
+  t = jnp.asarray(t, dtype)
+  if isinstance(beta, (numbers.Real, np.generic)) and not isinstance(
+    beta, bool
+  ):
+    with np.errstate(divide="ignore"):
+      log_beta = np.log(np.float64(beta))
+    return -jnp.expm1(t * jnp.asarray(log_beta, dtype))
+  return 1 - jnp.asarray(beta, dtype) ** t
 
 
 def _state_dtype(x: Any) -> np.dtype:
@@ -161,9 +196,11 @@ def clip_spikes(
   with :math:`v_0 = 0` and :math:`t` counting finite steps. In SPAM,
   :math:`v` is Adam's own second moment; here the clipper keeps its own,
   so ``optax.chain(clip_spikes(beta2=b2), optax.adam(lr, b2=b2))`` compares
-  against exactly the :math:`v` Adam holds, and the clip composes with any
-  optimizer. SPAM's momentum reset and sparse momentum are not part of
-  this clipper.
+  against exactly the :math:`v` Adam holds (bit for bit with a concrete
+  ``beta2``: :math:`1 - \beta_2` is taken before the cast to float32, as
+  Optax does; a traced or injected ``beta2`` is used as given), and the clip
+  composes with any optimizer. SPAM's momentum reset and sparse momentum
+  are not part of this clipper.
 
   Defaults: :math:`\theta = 5000` (the paper's and the reference code's),
   :math:`\beta_2 = 0.999` (Adam's default, which SPAM uses) and
@@ -228,7 +265,14 @@ def clip_spikes(
     del params, extra_args
     leaves, treedef = jax.tree.flatten(updates)
     _validation.check_leaves(leaves, fn, allow_complex=False)
-    nus = treedef.flatten_up_to(state.nu)
+    nus = _shapes.matching_leaves(
+      fn,
+      "the state's nu",
+      leaves,
+      treedef,
+      state.nu,
+      "Init the state with parameters shaped like the gradients.",
+    )
     prev = _stats.unnamed(state.stats)
     theta = _validation.resolve(threshold, prev.step)
     norm = _norms.root(_norms.global_power(leaves, 2), 2)
@@ -245,7 +289,7 @@ def clip_spikes(
       bound = jnp.sqrt(bound_sq)
       clipped = jnp.where(over, jnp.sign(g_) * bound, g_)
       b2 = jnp.asarray(beta2, dt)
-      new_nu = b2 * nu_ + (1 - b2) * jnp.square(clipped)
+      new_nu = b2 * nu_ + _one_minus(beta2, dt) * jnp.square(clipped)
       new_nus.append(jnp.where(finite, new_nu, nu_).astype(nu.dtype))
       y = clipped.astype(g.dtype)
       if keep is not None:
@@ -399,7 +443,7 @@ def stable_spam_clip(
     >>> tx = optaxclip.stable_spam_clip()
     >>> grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.0, 0.5])}
     >>> u, state = tx.update(grads, tx.init(grads))
-    >>> u["a"], u["b"]   # first step: each leaf rescaled to norm ~1
+    >>> u["a"].round(6), u["b"].round(6)  # step 1: each leaf to norm ~1
     (Array([0.6, 0.8], dtype=float32), Array([0., 1.], dtype=float32))
 
   References:
@@ -444,6 +488,7 @@ def stable_spam_clip(
       )
       return updates, state._replace(stats=_stats.named(name, stats))
     norm = _norms.root(_norms.global_power(leaves, 2), 2)
+    norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
     keep = _scaling.keep_mask(finite, nonfinite)
@@ -452,8 +497,8 @@ def stable_spam_clip(
 
     # AdaClip: bias-corrected EMA of each leaf's largest magnitude.
     peak = _norms.stack_scalars(_norms.leaf_powers(leaves, "inf"), f32)
-    max_ema = th * state.max_ema + (1 - th) * peak
-    max_hat = max_ema / (1 - th**t)
+    max_ema = th * state.max_ema + _one_minus(theta, f32) * peak
+    max_hat = max_ema / _bias_correction(theta, t, f32)
     over_leaf = peak > max_hat
     ratio = jnp.where(over_leaf, max_hat / jnp.where(over_leaf, peak, 1), 1)
     clipped, flags = [], []
@@ -468,10 +513,11 @@ def stable_spam_clip(
     # AdaGN: rescale each leaf to the bias-corrected ratio c.
     power = _norms.stack_scalars(_norms.leaf_powers(clipped, 2), f32)
     cnorm = _norms.root(power, 2)
-    norm_ema = g1 * state.norm_ema + (1 - g1) * cnorm
-    sq_norm_ema = g2 * state.sq_norm_ema + (1 - g2) * power
-    c = (norm_ema / (1 - g1**t)) / (
-      jnp.sqrt(sq_norm_ema / (1 - g2**t)) + jnp.asarray(eps, f32)
+    norm_ema = g1 * state.norm_ema + _one_minus(gamma1, f32) * cnorm
+    sq_norm_ema = g2 * state.sq_norm_ema + _one_minus(gamma2, f32) * power
+    c = (norm_ema / _bias_correction(gamma1, t, f32)) / (
+      jnp.sqrt(sq_norm_ema / _bias_correction(gamma2, t, f32))
+      + jnp.asarray(eps, f32)
     )
     nonzero = cnorm > 0
     gain = jnp.where(nonzero, c / jnp.where(nonzero, cnorm, 1), 1)
@@ -780,7 +826,8 @@ def skip_on_spike(
     sigma = _validation.resolve(sigma_factor, prev.step)
     nan = jnp.full([], jnp.nan, f32)
 
-    norm = _norms.root(_norms.global_power(leaves, 2), 2).astype(f32)
+    norm = _range.state_norm(_norms.root(_norms.global_power(leaves, 2), 2))
+    norm = norm.astype(f32)
     bad = jnp.logical_not(jnp.isfinite(norm))
     spike = jnp.array(False)
     norm_threshold = nan

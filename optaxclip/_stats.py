@@ -49,7 +49,8 @@ class ClipStats(NamedTuple):
       strategies, the smallest one. 0 when the step was zeroed.
     clipped: 0 or 1 for one global decision; otherwise the fraction of
       leaves, groups, units or elements that were clipped.
-    nonfinite_count: number of steps so far whose updates were non-finite.
+    nonfinite_count: number of steps so far whose updates were non-finite
+      (int32; saturates at 2**31 - 1, never wraps).
     step: number of updates applied so far.
   """
 
@@ -173,8 +174,9 @@ def next_stats(
     threshold=f32(threshold),
     scale=f32(scale),
     clipped=f32(clipped),
-    nonfinite_count=prev.nonfinite_count
-    + jnp.logical_not(finite).astype(jnp.int32),
+    nonfinite_count=jnp.where(
+      finite, prev.nonfinite_count, optax.safe_increment(prev.nonfinite_count)
+    ),
     step=optax.safe_increment(prev.step),
   )
   packed = _xla.compute_together(stats, *also)

@@ -10,6 +10,7 @@ import optax
 
 from optaxclip import _norms
 from optaxclip import _scaling
+from optaxclip import _shapes
 from optaxclip import _stats
 from optaxclip import _validation
 
@@ -26,6 +27,8 @@ from optaxclip import _validation
   NaN / Inf gradients   ``nonfinite`` policy, as for the global clippers:
                         ``"zero"`` (default) zeroes the step and counts it
   no ``params``         ``ValueError`` asking for them
+  params of other shape ``ValueError`` naming the leaf and both shapes
+  axis out of range     ``ValueError`` naming the leaf (never wraps)
   rank > 5 leaves       ``ValueError`` asking for ``axis=``
   ===================== =================================================="""
 )
@@ -64,7 +67,9 @@ def adaptive_grad_clip(
       norm to weight norm per unit, or a schedule (the paper uses 0.01 at
       batch sizes of about 4096 and larger values at smaller batches).
     eps: :math:`\epsilon`, the floor of a unit's weight norm.
-    axis: the axes each unit's norm reduces over (static), or None.
+    axis: the axes each unit's norm reduces over (static), or None. Each
+      axis must be valid for every leaf's rank (``-rank <= a < rank``, no
+      repeats); it never wraps around.
     nonfinite: policy for non-finite gradients: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
@@ -98,7 +103,8 @@ def adaptive_grad_clip(
     _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _validation.check_leaves(leaves, fn)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
+    _shapes.check_unit_axes(fn, axis, leaves, treedef)
     lam = _validation.resolve(clipping, prev.step)
     factors, clipped, total, after = [], [], [], []
     for g, p in zip(leaves, p_leaves):

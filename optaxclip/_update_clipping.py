@@ -12,6 +12,7 @@ import optax
 
 from optaxclip import _norms
 from optaxclip import _scaling
+from optaxclip import _shapes
 from optaxclip import _stats
 from optaxclip import _validation
 
@@ -137,7 +138,7 @@ def clippy(
     _validation.require_params(params, fn)
     leaves, treedef = jax.tree.flatten(updates)
     _validation.check_leaves(leaves, fn)
-    p_leaves = treedef.flatten_up_to(params)
+    p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     if len(leaves) != state.factors.shape[0]:
       raise ValueError(
         f"optaxclip.{fn}: the updates have {len(leaves)} leaves but the "
@@ -170,13 +171,15 @@ def clippy(
       bound = bound + jnp.asarray(abs_, dt)
       zero = mag == 0
       ratio = jnp.where(zero, 1, bound / jnp.where(zero, 1, mag))
-      f = jnp.minimum(1, jnp.min(ratio, initial=1)).astype(f32)
+      # In the leaf's precision: a float32 factor would underflow to 0 for
+      # float64 updates far larger than their weights (1e100 against 1).
+      f = jnp.minimum(1, jnp.min(ratio, initial=1))
       factors.append(
         f if keep is not None else _scaling.nan_unless_valid(f, rel, abs_)
       )
     (applied,) = _scaling.compute_once(factors)
     out = [_scaling.scale_leaf(u, s, keep) for u, s in zip(leaves, applied)]
-    s = _norms.stack_scalars(factors)
+    s = _norms.stack_scalars(factors, f32)
     power = powers.astype(f32)
     norm_after = _norms.root(jnp.sum(power * s**2), 2)
     scale = jnp.min(s)

@@ -31,6 +31,9 @@ SkipStats = _stats.stats_type(
     step: number of steps seen so far (skipped or not).
     skip_count: steps skipped so far, for any reason.
     consecutive_skips: skips in a row up to this step (0 after a good step).
+
+  The counters are int32 and saturate at 2**31 - 1 (as
+  :func:`optax.safe_increment`); they never wrap.
   """,
   "skip_count",
   "consecutive_skips",
@@ -80,8 +83,13 @@ def next_skip_stats(
   )
   return SkipStats(
     *base,
-    skip_count=prev.skip_count + skipped_i,
-    consecutive_skips=jnp.where(skipped, prev.consecutive_skips + 1, 0),
+    # The counters saturate at the int32 maximum (optax.safe_increment).
+    skip_count=jnp.where(
+      skipped, optax.safe_increment(prev.skip_count), prev.skip_count
+    ),
+    consecutive_skips=jnp.where(
+      skipped, optax.safe_increment(prev.consecutive_skips), 0
+    ),
   )
 
 

@@ -222,9 +222,15 @@ def test_inject_hyperparams(case):
     and not isinstance(v, bool)
   }
   assert numeric <= set(s_inj[-1].hyperparams)
-  chex.assert_trees_all_close(u_inj, u_plain, rtol=1e-6, atol=1e-7)
+  # With a concrete beta the EMA strategies take 1 - beta (and the bias
+  # corrections) before the float32 cast, as the papers' code does; an
+  # injected beta arrives as float32 already (0.7 -> 0.69999999), which
+  # moves their results by a few 1e-6 (issue 18, item 14).
+  ema = case.factory in (optaxclip.clip_spikes, optaxclip.stable_spam_clip)
+  rtol = 2e-5 if ema else 1e-6
+  chex.assert_trees_all_close(u_inj, u_plain, rtol=rtol, atol=1e-7)
   chex.assert_trees_all_close(
-    [s.inner_state for s in s_inj], s_plain, rtol=1e-6, atol=1e-7
+    [s.inner_state for s in s_inj], s_plain, rtol=rtol, atol=1e-7
   )
 
 

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("flax")
+pytest.importorskip("flax", exc_type=ModuleNotFoundError)
 
 from examples import demo
 from examples.char_lm import input_pipeline

@@ -5,15 +5,17 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-pytest.importorskip("flax")
+pytest.importorskip("flax", exc_type=ModuleNotFoundError)
 
 import optaxclip
 from examples.common import checkpoint
@@ -89,18 +91,32 @@ def test_build_clip_by_name_and_errors():
     strategies.build_clip("clip_by_global_norm:-1.0")
 
 
-def test_every_strategy_builds_with_its_defaults_or_one_number():
-  """Each discovered strategy can be named on the command line."""
-  for name, _fn in strategies.clip_strategies().items():
-    spec = name
-    try:
-      strategies.build_clip(spec)
-    except strategies.SpecError:
-      # A required threshold: give it one number (or two for ranges).
-      try:
-        strategies.build_clip(f"{name}:1.0")
-      except strategies.SpecError:
-        strategies.build_clip(f"{name}:-1.0,1.0")
+# The arguments the command line gives a strategy with N required ones.
+REQUIRED_ARGS = {0: "", 1: ":1.0", 2: ":-1.0,1.0"}
+
+
+@pytest.mark.parametrize("name", sorted(strategies.clip_strategies()))
+def test_every_strategy_builds_and_updates_from_the_command_line(name):
+  """Each discovered strategy can be named on the command line and runs."""
+  fn = strategies.clip_strategies()[name]
+  required = [
+    p
+    for p in inspect.signature(fn).parameters.values()
+    if p.default is p.empty
+    and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+  ]
+  tx = strategies.build_clip(name + REQUIRED_ARGS[len(required)])
+  assert isinstance(tx, optax.GradientTransformation)
+  tx = optax.with_extra_args_support(tx)
+  params = {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}
+  grads = {"w": jnp.full((2, 3), 0.5), "b": jnp.array([1.0, -2.0, 3.0])}
+  state = tx.init(params)
+  for _ in range(3):
+    u, state = tx.update(grads, state, params, value=jnp.float32(1.0))
+  assert jax.tree.structure(u) == jax.tree.structure(grads)
+  for a, g in zip(jax.tree.leaves(u), jax.tree.leaves(grads)):
+    assert a.shape == g.shape and a.dtype == g.dtype
+    assert np.all(np.isfinite(a))
 
 
 def test_build_tx_chain_with_skip_and_optimizer_spec():

@@ -8,8 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-pytest.importorskip("flax")
-pytest.importorskip("statsmodels")
+pytest.importorskip("flax", exc_type=ModuleNotFoundError)
+pytest.importorskip("statsmodels", exc_type=ModuleNotFoundError)
 
 from flax import nnx
 

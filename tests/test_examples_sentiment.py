@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("flax")
+pytest.importorskip("flax", exc_type=ModuleNotFoundError)
 
 from examples.common import checkpoint
 from examples.common import data

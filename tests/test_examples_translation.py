@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("flax")
-pytest.importorskip("sacrebleu")
+pytest.importorskip("flax", exc_type=ModuleNotFoundError)
+pytest.importorskip("sacrebleu", exc_type=ModuleNotFoundError)
 
 from examples.common import data
 from examples.common import trainer

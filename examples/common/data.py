@@ -41,6 +41,61 @@ class DataUnavailable(RuntimeError):
   """A data source could not be fetched; the message says how to get it."""
 
 
+class DataError(ValueError):
+  """The user's own data cannot be used; the one-line message says why.
+
+  Raised by :func:`read_text_file` and by the tasks' loaders of ``--*-file``
+  arguments (no usable line, a malformed line, too short for one window).
+  The shared command line (:func:`examples.common.cli.usage_errors`) turns
+  it into a usage error with exit code 2.
+  """
+
+
+def read_text_file(path: str | os.PathLike) -> str:
+  """The UTF-8 text of ``path``, or a :class:`DataError` saying what is wrong.
+
+  Rejected: a missing path, a directory or other non-regular file, an
+  unreadable file, binary content (a NUL byte), text that is not UTF-8 (the
+  message gives the byte offset) and a file that is empty or only
+  whitespace.
+
+  Args:
+    path: the file.
+
+  Returns:
+    Its text (a UTF-8 byte-order mark is dropped).
+
+  Raises:
+    DataError: the file cannot be used as text.
+  """
+  p = Path(path).expanduser()
+  if not p.exists():
+    raise DataError(f"{str(path)!r}: no such file")
+  if p.is_dir():
+    raise DataError(f"{str(path)!r} is a directory, not a text file")
+  if not p.is_file():
+    raise DataError(f"{str(path)!r} is not a regular file")
+  try:
+    raw = p.read_bytes()
+  except OSError as e:
+    raise DataError(f"cannot read {str(path)!r}: {e.strerror or e}") from None
+  if b"\0" in raw:
+    raise DataError(
+      f"{str(path)!r} looks binary (NUL byte at offset {raw.index(0)}); "
+      "give a UTF-8 text file"
+    )
+  try:
+    text = raw.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    raise DataError(
+      f"{str(path)!r} is not UTF-8 text (byte 0x{raw[e.start]:02x} at "
+      f"offset {e.start}); convert it, e.g. with iconv -t utf-8"
+    ) from None
+  if not text.strip():
+    raise DataError(f"{str(path)!r} is empty")
+  return text
+
+
 def cache_dir(path: str | os.PathLike | None = None) -> Path:
   """The download cache: ``path``, ``$OPTAXCLIP_DATA`` or ``<repo>/data``."""
   if path is None:

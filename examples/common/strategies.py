@@ -31,6 +31,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import jax.numpy as jnp
 import optax
 
 import optaxclip
@@ -167,6 +168,8 @@ def parse_spec(spec: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
     SpecError: the arguments are not a comma-separated list of literals
       and ``key=literal`` pairs.
   """
+  if not spec.strip():
+    raise SpecError("Empty spec; write `none` for no clipping, or NAME[:ARGS].")
   name, _, argtext = spec.strip().partition(":")
   name = name.strip()
   if not name.isidentifier() and name.lower() not in NONE_NAMES:
@@ -187,7 +190,11 @@ def parse_spec(spec: str) -> tuple[str, tuple[Any, ...], dict[str, Any]]:
   ):
     raise SpecError(f"*args / **kwargs are not allowed in {spec!r}.")
   args = tuple(_literal(a, text) for a in call.args)
-  kwargs = {k.arg: _literal(k.value, text) for k in call.keywords}
+  kwargs = {}
+  for k in call.keywords:
+    if k.arg in kwargs:
+      raise SpecError(f"The keyword {k.arg!r} is repeated in {spec!r}.")
+    kwargs[k.arg] = _literal(k.value, text)
   return name, args, kwargs
 
 
@@ -201,18 +208,38 @@ def _unknown(kind: str, name: str, valid: list[str]) -> SpecError:
 
 def _call(kind: str, name: str, fn: Callable, args, kwargs, lead=()):
   sig = inspect.signature(fn)
+  shown = list(sig.parameters.values())[len(lead) :]
   try:
-    sig.bind(*lead, *args, **kwargs)
+    bound = sig.bind(*lead, *args, **kwargs)
   except TypeError as e:
-    shown = list(sig.parameters.values())[len(lead) :]
     raise SpecError(
       f"Bad arguments for {kind} {name!r}: {e}. Its signature is "
       f"{name}({', '.join(str(p) for p in shown)})."
     ) from None
+  for key, value in list(bound.arguments.items())[len(lead) :]:
+    param = sig.parameters[key]
+    if _wants_number(param) and isinstance(value, str):
+      raise SpecError(
+        f"{kind} {name!r}: {key}={value!r} is not a number (its default "
+        f"is {param.default!r})."
+      )
   try:
     return fn(*lead, *args, **kwargs)
   except (TypeError, ValueError) as e:
     raise SpecError(f"{kind} {name!r}: {e}") from None
+
+
+def _is_number(value: Any) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _wants_number(param: inspect.Parameter) -> bool:
+  """A parameter whose default is a number and whose type is not ``str``."""
+  if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+    return False
+  return _is_number(param.default) and "str" not in _annotation_text(
+    param.annotation
+  )
 
 
 def build_clip(spec: str | None) -> optax.GradientTransformation | None:
@@ -248,6 +275,27 @@ def build_optimizer(
   if name not in table:
     raise _unknown("optimizer", name, list(table))
   return _call("optimizer", name, table[name], args, kwargs, (learning_rate,))
+
+
+def check_optimizer(spec: str, learning_rate: Any) -> None:
+  """Runs the optimizer of ``spec`` for one step on a two-element tree.
+
+  Catches arguments that only fail inside the update (e.g. a tuple where a
+  number is expected) before any data is loaded or model compiled.
+
+  Raises:
+    SpecError: the spec does not build, or its first update fails.
+  """
+  tx = build_optimizer(spec, learning_rate)
+  params = {"w": jnp.array([0.5, -1.0], jnp.float32)}
+  try:
+    tx.update(params, tx.init(params), params)
+  except (TypeError, ValueError, ArithmeticError) as e:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise SpecError(
+      f"optimizer {spec!r} fails on its first update: "
+      f"{type(e).__name__}: {first}"
+    ) from None
 
 
 def build_skip(

@@ -21,10 +21,12 @@ outside the range the model was trained on.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from pathlib import Path
 
 import numpy as np
+
+from examples.common import data
 
 SERIES = {"co2": 12, "sunspots": 11, "elnino": 12}
 
@@ -46,14 +48,30 @@ def load_series(name: str) -> np.ndarray:
 
 
 def load_series_file(path: str | os.PathLike) -> np.ndarray:
-  """Your own series: one number per line, or the last column of a CSV."""
+  """Your own series: one number per line, or the last column of a CSV.
+
+  Lines whose last cell is not a number (a header) are skipped.
+
+  Raises:
+    examples.common.data.DataError: the file is not usable text (see
+      :func:`~examples.common.data.read_text_file`), a value is NaN or
+      infinite (the message gives the line), or no line holds a number.
+  """
   values = []
-  for line in Path(path).read_text().splitlines():
+  text = data.read_text_file(path)
+  for number, line in enumerate(text.splitlines(), 1):
     cell = line.strip().split(",")[-1].strip()
     try:
-      values.append(float(cell))
+      value = float(cell)
     except ValueError:
       continue  # a header
+    if not math.isfinite(value):
+      raise data.DataError(
+        f"{str(path)!r} line {number}: {cell!r} is not a finite number"
+      )
+    values.append(value)
+  if not values:
+    raise data.DataError(f"{str(path)!r} holds no number (one per line)")
   return np.asarray(values, np.float64)
 
 
@@ -108,7 +126,7 @@ class Windows:
     val = origins[(origins + 1 >= val_start) & (origins + horizon < test_start)]
     test = origins[origins + 1 >= test_start]
     if not len(train) or not len(val) or not len(test):
-      raise ValueError(
+      raise data.DataError(
         f"series of {n} values is too short for windows of {input_len} and "
         f"a horizon of {horizon}"
       )

@@ -40,13 +40,33 @@ def make_parser() -> argparse.ArgumentParser:
     eval_every=250,
   )
   g = p.add_argument_group("forecasting")
-  g.add_argument("--series", choices=tuple(SERIES), default="co2")
   g.add_argument(
-    "--series-file", default=None, help="your own series (one per line)"
+    "--series",
+    choices=tuple(SERIES),
+    default="co2",
+    help="the statsmodels series",
   )
-  g.add_argument("--season", type=int, default=None, help="season length")
-  g.add_argument("--input-len", type=int, default=None, help="4 seasons")
-  g.add_argument("--horizon", type=int, default=None, help="1 season")
+  g.add_argument(
+    "--series-file",
+    type=cli.text_file,
+    default=None,
+    help="your own series (one per line)",
+  )
+  g.add_argument(
+    "--season", type=cli.positive_int, default=None, help="season length"
+  )
+  g.add_argument(
+    "--input-len",
+    type=cli.positive_int,
+    default=None,
+    help="values in a window (default: 4 seasons)",
+  )
+  g.add_argument(
+    "--horizon",
+    type=cli.positive_int,
+    default=None,
+    help="values forecast (default: 1 season)",
+  )
   return p
 
 
@@ -146,8 +166,10 @@ def build_task(args, series: np.ndarray | None = None) -> trainer.Task:
 
 
 def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
-  args = cli.parse(make_parser(), argv, "forecasting")
-  task = build_task(args)
+  p = make_parser()
+  args = cli.parse(p, argv, "forecasting")
+  with cli.usage_errors(p):
+    task = build_task(args)
   result = trainer.train(task, args)
   trainer.summary(result, task.metric)
   return result

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import math
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -95,20 +95,38 @@ def load_vader(data_dir: str | None = None) -> Examples:
 
 
 def load_text_file(path: str | os.PathLike) -> Examples:
-  """Your own data: ``label \\t text`` lines (label 0/1, or a signed score).
+  """Your own data: ``label \t text`` lines (label 0/1, or a signed score).
 
   An optional third column names the domain (accuracy is reported per
-  domain).
+  domain). Lines without a tab are skipped (e.g. a header).
+
+  Raises:
+    examples.common.data.DataError: the file is not usable text (see
+      :func:`~examples.common.data.read_text_file`), a label is not a finite
+      number (the message gives the line), or no line has a label and text.
   """
   rows: dict[str, list[tuple[float, str]]] = {}
-  for line in Path(path).read_text(encoding="utf-8").splitlines():
+  text = data.read_text_file(path)
+  for number, line in enumerate(text.splitlines(), 1):
     parts = line.split("\t")
     if len(parts) < 2 or not parts[0].strip():
       continue
-    label = float(parts[0])
+    try:
+      label = float(parts[0])
+    except ValueError:
+      label = math.nan
+    if not math.isfinite(label):
+      raise data.DataError(
+        f"{str(path)!r} line {number}: the label {parts[0].strip()!r} is not "
+        "a finite number (write label<TAB>text[<TAB>domain])"
+      )
     score = label if label < 0 or label > 1 else (1.0 if label else -1.0)
     domain = parts[2].strip() if len(parts) > 2 else "all"
     rows.setdefault(domain, []).append((score, parts[1].strip()))
+  if not rows:
+    raise data.DataError(
+      f"{str(path)!r} has no label<TAB>text line (tab-separated)"
+    )
   return from_rows(rows)
 
 

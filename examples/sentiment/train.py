@@ -41,12 +41,24 @@ def make_parser() -> argparse.ArgumentParser:
     eval_every=250,
   )
   g = p.add_argument_group("sentiment")
-  g.add_argument("--embed", type=int, default=64)
-  g.add_argument("--max-len", type=int, default=48, help="tokens kept")
-  g.add_argument("--vocab-size", type=int, default=20000)
-  g.add_argument("--dropout", type=float, default=0.3)
+  g.add_argument(
+    "--embed", type=cli.positive_int, default=64, help="embedding width"
+  )
+  g.add_argument(
+    "--max-len", type=cli.positive_int, default=48, help="tokens kept"
+  )
+  g.add_argument(
+    "--vocab-size",
+    type=cli.positive_int,
+    default=20000,
+    help="largest vocabulary (specials included)",
+  )
+  g.add_argument(
+    "--dropout", type=cli.probability, default=0.3, help="dropout rate"
+  )
   g.add_argument(
     "--text-file",
+    type=cli.text_file,
     default=None,
     help="your own data: label<TAB>text[<TAB>domain] lines",
   )
@@ -111,6 +123,11 @@ def build_task(args, examples: Examples | None = None) -> trainer.Task:
     else:
       examples = load_vader(args.data_dir)
   tr, va, te = stratified_split(examples, seed=args.seed)
+  if not (len(tr) and len(va) and len(te)):
+    raise data.DataError(
+      f"{len(examples)} labelled examples are too few for a train, "
+      "validation and test split (at least 10 are needed)"
+    )
   train_ex = examples.subset(tr)
   vocab = data.TokenVocab.build(
     (data.word_tokens(t) for t in train_ex.texts), args.vocab_size, 2
@@ -165,8 +182,10 @@ def build_task(args, examples: Examples | None = None) -> trainer.Task:
 
 
 def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
-  args = cli.parse(make_parser(), argv, "sentiment")
-  task = build_task(args)
+  p = make_parser()
+  args = cli.parse(p, argv, "sentiment")
+  with cli.usage_errors(p):
+    task = build_task(args)
   result = trainer.train(task, args)
   trainer.summary(result, task.metric)
   return result

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 
@@ -99,13 +98,21 @@ def load_pairs(
       can be fetched, else cmudict).
     pairs_file: tab-separated ``source<TAB>target`` lines; overrides source.
     data_dir: the download cache.
+
+  Raises:
+    examples.common.data.DataError: ``pairs_file`` is not usable text (see
+      :func:`~examples.common.data.read_text_file`) or has no pair.
   """
   if pairs_file is not None:
     pairs = []
-    for line in Path(pairs_file).read_text(encoding="utf-8").splitlines():
+    for line in data.read_text_file(pairs_file).splitlines():
       parts = line.split("\t")
       if len(parts) >= 2 and parts[0].strip() and parts[1].strip():
         pairs.append((parts[0].strip(), parts[1].strip()))
+    if not pairs:
+      raise data.DataError(
+        f"{str(pairs_file)!r} has no source<TAB>target line (tab-separated)"
+      )
     return pairs, str(pairs_file)
   if source not in SOURCES:
     raise ValueError(f"unknown source {source!r}; expected one of {SOURCES}")

@@ -31,6 +31,17 @@ from examples.translation.input_pipeline import load_pairs
 from examples.translation.models import Seq2Seq
 
 
+def _tokens(text: str) -> str:
+  """An argparse type: ``SOURCE,TARGET`` tokeniser names."""
+  names = [t.strip() for t in text.split(",")]
+  if len(names) != 2 or any(n not in data.TOKENIZERS for n in names):
+    raise argparse.ArgumentTypeError(
+      f"{text!r} is not SOURCE,TARGET with each among "
+      f"{'/'.join(data.TOKENIZERS)}"
+    )
+  return ",".join(names)
+
+
 def make_parser() -> argparse.ArgumentParser:
   p = cli.parser(
     "Train an encoder-decoder LSTM/GRU with attention on German-English "
@@ -44,24 +55,64 @@ def make_parser() -> argparse.ArgumentParser:
     cell="gru",
   )
   g = p.add_argument_group("translation")
-  g.add_argument("--source", choices=SOURCES, default="auto")
   g.add_argument(
-    "--pairs-file", default=None, help="your own source<TAB>target lines"
+    "--source", choices=SOURCES, default="auto", help="the data set"
+  )
+  g.add_argument(
+    "--pairs-file",
+    type=cli.text_file,
+    default=None,
+    help="your own source<TAB>target lines",
   )
   g.add_argument(
     "--tokens",
+    type=_tokens,
     default=None,
     help="tokenisers SOURCE,TARGET among word/char/space (default: per "
     "source; word,word for --pairs-file)",
   )
-  g.add_argument("--embed", type=int, default=64)
-  g.add_argument("--src-len", type=int, default=24)
-  g.add_argument("--tgt-len", type=int, default=24)
-  g.add_argument("--src-vocab", type=int, default=8000)
-  g.add_argument("--tgt-vocab", type=int, default=6000)
-  g.add_argument("--max-pairs", type=int, default=0, help="0: all")
-  g.add_argument("--test-size", type=int, default=500)
-  g.add_argument("--val-size", type=int, default=500)
+  g.add_argument(
+    "--embed", type=cli.positive_int, default=64, help="embedding width"
+  )
+  g.add_argument(
+    "--src-len", type=cli.positive_int, default=24, help="source tokens kept"
+  )
+  g.add_argument(
+    "--tgt-len",
+    type=cli.positive_int,
+    default=24,
+    help="target tokens kept (</s> included)",
+  )
+  g.add_argument(
+    "--src-vocab",
+    type=cli.positive_int,
+    default=8000,
+    help="largest source vocabulary",
+  )
+  g.add_argument(
+    "--tgt-vocab",
+    type=cli.positive_int,
+    default=6000,
+    help="largest target vocabulary",
+  )
+  g.add_argument(
+    "--max-pairs",
+    type=cli.nonnegative_int,
+    default=0,
+    help="pairs used (0: all)",
+  )
+  g.add_argument(
+    "--test-size",
+    type=cli.positive_int,
+    default=500,
+    help="test pairs (at most a fifth of the pairs)",
+  )
+  g.add_argument(
+    "--val-size",
+    type=cli.positive_int,
+    default=500,
+    help="validation pairs (at most a fifth of the pairs)",
+  )
   return p
 
 
@@ -172,10 +223,7 @@ def evaluate(model, val, test, tgt_vocab, tgt_tok, args):
 def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
   """The translation task for parsed ``args`` (``pairs`` overrides data)."""
   if pairs is None:
-    try:
-      pairs, source = load_pairs(args.source, args.pairs_file, args.data_dir)
-    except data.DataUnavailable as e:
-      raise SystemExit(str(e)) from None
+    pairs, source = load_pairs(args.source, args.pairs_file, args.data_dir)
   source = source or "pairs"
   if args.tokens:
     src_tok, tgt_tok = args.tokens.split(",")
@@ -186,6 +234,11 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
   if args.max_pairs:
     order = order[: args.max_pairs]
   pairs = [pairs[i] for i in order]
+  if len(pairs) < 5:
+    raise data.DataError(
+      f"{len(pairs)} pairs are too few for a train, validation and test "
+      "split (at least 5 are needed)"
+    )
   n_test = min(args.test_size, len(pairs) // 5)
   n_val = min(args.val_size, len(pairs) // 5)
   test_p, val_p = pairs[:n_test], pairs[n_test : n_test + n_val]
@@ -264,8 +317,10 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
 
 
 def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
-  args = cli.parse(make_parser(), argv, "translation")
-  task = build_task(args)
+  p = make_parser()
+  args = cli.parse(p, argv, "translation")
+  with cli.usage_errors(p):
+    task = build_task(args)
   result = trainer.train(task, args)
   trainer.summary(result, task.metric)
   return result
