@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from optaxclip import _core
+from optaxclip import _restored
 from optaxclip import _wrappers
 
 # ---------------------------------------------------------------------------
@@ -779,6 +780,15 @@ def skip_on_spike(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
+    got = _restored.shape(state.norm_window)
+    _restored.check_config(
+      fn,
+      "norm_window",
+      got,
+      (window,),
+      f"window={got[0] if got else '?'}",
+      f"window={window}",
+    )
     leaves = jax.tree.leaves(updates)
     _core.check_leaves(leaves, fn)
     prev = _core.unnamed(state.stats)
