@@ -249,6 +249,12 @@ def test_multisteps_equals_mean_gradient(case):
   chex.assert_trees_all_close(
     states[3].inner_opt_state, inner3, rtol=1e-5, atol=1e-6
   )
+  # A step that only accumulates leaves the whole inner state (adaptive
+  # state and statistics included) untouched.
+  chex.assert_trees_all_equal(states[0].inner_opt_state, tx.init(params))
+  chex.assert_trees_all_equal(
+    states[2].inner_opt_state, states[1].inner_opt_state
+  )
   # optaxclip.stats finds the inner statistics; they advance on emit only.
   for state, steps in ((states[0], 0), (states[1], 1), (states[3], 2)):
     found = optaxclip.stats(state)
