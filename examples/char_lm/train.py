@@ -54,6 +54,21 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
   g.add_argument("--sample-len", type=int, default=300)
   g.add_argument("--temperature", type=float, default=0.8)
   g.add_argument("--prompt", default="ROMEO.")
+  g.add_argument(
+    "--precision",
+    choices=("float32", "float16"),
+    default="float32",
+    help="float16: parameters and gradients in float16 with dynamic loss "
+    "scaling (jmp) and skip_nonfinite; plots the loss scale and the skipped "
+    "steps (a short loop: no checkpoints, --bptt, --skip or --resume)",
+  )
+  g.add_argument(
+    "--loss-scale",
+    type=float,
+    default=2.0**15,
+    help="--precision float16: the initial dynamic loss scale (halved on "
+    "every overflow step, doubled after 2000 finite ones)",
+  )
   return p
 
 
@@ -241,8 +256,22 @@ def build_task(args, text: str | None = None) -> trainer.Task:
   )
 
 
-def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
-  args = cli.parse(make_parser(), argv, "char_lm")
+def main(argv: Sequence[str] | None = None) -> trainer.RunResult | dict:
+  parser = make_parser()
+  args = cli.parse(parser, argv, "char_lm")
+  if args.precision == "float16":
+    for flag, value in (
+      ("--bptt", args.bptt),
+      ("--skip", args.skip),
+      ("--resume", args.resume),
+    ):
+      if value:
+        parser.error(f"{flag} does not apply to --precision float16")
+    if not (args.loss_scale >= 1 and math.isfinite(args.loss_scale)):
+      parser.error(f"--loss-scale must be >= 1, got {args.loss_scale}")
+    from examples.char_lm import float16
+
+    return float16.train(build_task(args), args)
   task = build_task(args)
   result = trainer.train(task, args)
   trainer.summary(result, task.metric)
