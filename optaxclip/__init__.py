@@ -31,6 +31,9 @@ from optaxclip._norm_clipping import clip_tree_by_global_norm
 from optaxclip._norm_clipping import global_norm
 from optaxclip._params import clip_params
 from optaxclip._params import max_norm_constraint
+from optaxclip._per_example import PerExampleClipState
+from optaxclip._per_example import per_example_clip
+from optaxclip._per_example import per_example_grads
 from optaxclip._spikes import SpikeClipState
 from optaxclip._spikes import SpikeSkipState
 from optaxclip._spikes import SpikeSkipStats
@@ -61,6 +64,7 @@ __all__ = (
   "MonitorState",
   "MonitorStats",
   "PathMap",
+  "PerExampleClipState",
   "SkipState",
   "SkipStats",
   "SpikeClipState",
@@ -90,6 +94,8 @@ __all__ = (
   "global_norm",
   "max_norm_constraint",
   "monitor_norms",
+  "per_example_clip",
+  "per_example_grads",
   "skip_nonfinite",
   "skip_on_spike",
   "stable_spam_clip",

@@ -20,6 +20,7 @@ import optax
 
 from optaxclip import _norms
 from optaxclip import _range
+from optaxclip import _restored
 from optaxclip import _scaling
 from optaxclip import _shapes
 from optaxclip import _stats
@@ -106,6 +107,15 @@ _MIDS = np.concatenate([[0.0], 2 * _GAMMA**_EXPONENTS / (_GAMMA + 1)]).astype(
 SKETCH_BUCKETS = len(_MIDS)
 
 
+def _autoclip_config(history: Any) -> str:
+  """The ``window=`` of the autoclip that made a state, from its history."""
+  shape = _restored.shape(history)
+  dtype = getattr(history, "dtype", None)
+  if shape == (SKETCH_BUCKETS,) and jnp.issubdtype(dtype, jnp.integer):
+    return "window=None"
+  return f"window={shape[0] if shape else '?'}"
+
+
 class AutoClipState(NamedTuple):
   """State of :func:`autoclip`; its size is fixed at ``init``.
 
@@ -121,7 +131,8 @@ class AutoClipState(NamedTuple):
       buckets ``0..k`` (int32, :data:`SKETCH_BUCKETS` of them).
     ordered: window mode: the same norms in ascending order (``+inf``
       last), kept sorted by one removal and one insertion per step, so the
-      percentile is read without sorting. Streaming mode: empty.
+      percentile is read without sorting. Streaming mode: a one-element
+      placeholder, never read (so that orbax can save the state).
     lowest: smallest finite norm recorded (``+inf`` before the first).
     highest: largest finite norm recorded (``-inf`` before the first).
     stats: ``{name: ClipStats}``; ``threshold`` is this step's percentile.
@@ -311,7 +322,9 @@ def autoclip(
     del params
     if window is None:
       history = jnp.zeros([SKETCH_BUCKETS], jnp.int32)
-      ordered = jnp.zeros([0], jnp.float32)
+      # A one-element placeholder, never read: orbax cannot save an array
+      # of zero size.
+      ordered = jnp.zeros([1], jnp.float32)
     else:
       history = jnp.full([window], jnp.inf, jnp.float32)
       ordered = history
@@ -326,6 +339,15 @@ def autoclip(
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
+    got = _restored.shape(state.history)
+    _restored.check_config(
+      fn,
+      "history",
+      got,
+      (SKETCH_BUCKETS,) if window is None else (window,),
+      _autoclip_config(state.history),
+      f"window={window}",
+    )
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     _shapes.check_vector(
@@ -610,6 +632,15 @@ def zclip(
 
   def update_fn(updates, state, params=None, **extra_args):
     del params, extra_args
+    got = _restored.shape(state.buffer)
+    _restored.check_config(
+      fn,
+      "buffer",
+      got,
+      (warmup_steps,),
+      f"warmup_steps={got[0] if got else '?'}",
+      f"warmup_steps={warmup_steps}",
+    )
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)

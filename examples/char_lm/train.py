@@ -90,6 +90,21 @@ def add_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     help="sampling temperature (0: greedy)",
   )
   g.add_argument("--prompt", default="ROMEO.", help="the sample's prompt")
+  g.add_argument(
+    "--precision",
+    choices=("float32", "float16"),
+    default="float32",
+    help="float16: parameters and gradients in float16 with dynamic loss "
+    "scaling (jmp) and skip_nonfinite; plots the loss scale and the skipped "
+    "steps (a short loop: no checkpoints, --bptt, --skip or --resume)",
+  )
+  g.add_argument(
+    "--loss-scale",
+    type=cli.positive_float,
+    default=2.0**15,
+    help="--precision float16: the initial dynamic loss scale (halved on "
+    "every overflow step, doubled after 2000 finite ones)",
+  )
   return p
 
 
@@ -283,9 +298,24 @@ def build_task(args, text: str | None = None) -> trainer.Task:
   )
 
 
-def main(argv: Sequence[str] | None = None) -> trainer.RunResult:
+def main(argv: Sequence[str] | None = None) -> trainer.RunResult | dict:
   p = make_parser()
   args = cli.parse(p, argv, "char_lm")
+  if args.precision == "float16":
+    for flag, value in (
+      ("--bptt", args.bptt),
+      ("--skip", args.skip),
+      ("--resume", args.resume),
+    ):
+      if value:
+        p.error(f"{flag} does not apply to --precision float16")
+    if not (args.loss_scale >= 1 and math.isfinite(args.loss_scale)):
+      p.error(f"--loss-scale must be >= 1, got {args.loss_scale}")
+    from examples.char_lm import float16
+
+    with cli.usage_errors(p):
+      task = build_task(args)
+    return float16.train(task, args)
   with cli.usage_errors(p):
     task = build_task(args)
   result = trainer.train(task, args)

@@ -1,12 +1,14 @@
 # Copyright 2026 The optaxclip authors.
 # SPDX-License-Identifier: Apache-2.0
-"""Checkpoints of a training run, written with Flax's msgpack serialisation.
+"""Checkpoints of a training run, written with orbax.
 
-A checkpoint is a directory holding ``state.msgpack`` (every array of the
-model, the optimizer - clipper statistics and adaptive thresholds included -
-and any recurrent state carried between batches, keyed by tree path) and
+A checkpoint is a directory holding ``state/`` (an orbax
+``StandardCheckpointer`` checkpoint of every array of the model, the
+optimizer - clipper statistics and adaptive thresholds included - and any
+recurrent state carried between batches, keyed by tree path) and
 ``meta.json`` (the step, the run's configuration and the task's vocabulary).
-Both are written to temporary names and renamed, so an interrupted save
+orbax writes to a temporary directory and renames it, and ``meta.json`` is
+written to a temporary name and renamed after it, so an interrupted save
 never leaves a half-written checkpoint.
 """
 
@@ -19,9 +21,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from flax import serialization
+import orbax.checkpoint as ocp
 
-STATE = "state.msgpack"
+STATE = "state"
 META = "meta.json"
 
 
@@ -78,16 +80,18 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def save(directory: str | os.PathLike, trees: dict[str, Any], meta: dict):
   """Writes ``trees`` (name -> pytree) and ``meta`` to ``directory``."""
-  d = Path(directory)
+  d = Path(directory).absolute()
   d.mkdir(parents=True, exist_ok=True)
   payload = {name: flatten(t) for name, t in trees.items()}
-  _atomic_write(d / STATE, serialization.msgpack_serialize(payload))
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(d / STATE, payload, force=True)
+    ckpt.wait_until_finished()
   _atomic_write(d / META, json.dumps(meta, indent=1).encode())
 
 
 def exists(directory: str | os.PathLike) -> bool:
   d = Path(directory)
-  return (d / STATE).is_file() and (d / META).is_file()
+  return (d / STATE).is_dir() and (d / META).is_file()
 
 
 def load_meta(directory: str | os.PathLike) -> dict:
@@ -100,8 +104,9 @@ def restore(directory: str | os.PathLike, templates: dict[str, Any]):
   Returns:
     ``(trees, meta)``.
   """
-  d = Path(directory)
-  payload = serialization.msgpack_restore((d / STATE).read_bytes())
+  d = Path(directory).absolute()
+  with ocp.StandardCheckpointer() as ckpt:
+    payload = ckpt.restore(d / STATE)
   trees = {
     name: unflatten_like(t, payload.get(name, {}))
     for name, t in templates.items()
