@@ -350,15 +350,6 @@ def autoclip(
     )
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
-    _shapes.check_vector(
-      fn,
-      "the state's history",
-      state.history,
-      (SKETCH_BUCKETS,) if window is None else (window,),
-      f"The state was made for another mode (streaming: ({SKETCH_BUCKETS},), "
-      "window=w: (w,)); restore it into an autoclip with the same window, "
-      "or init a new state.",
-    )
     norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
     norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
