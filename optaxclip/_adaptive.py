@@ -22,7 +22,6 @@ from optaxclip import _norms
 from optaxclip import _range
 from optaxclip import _restored
 from optaxclip import _scaling
-from optaxclip import _shapes
 from optaxclip import _stats
 from optaxclip import _validation
 

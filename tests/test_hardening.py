@@ -219,7 +219,10 @@ def test_autoclip_state_of_another_mode_is_an_error(window, restored):
   if window == restored:
     tx.update(jnp.ones(2), state)
     return
-  with pytest.raises(ValueError, match=r"autoclip.*made by autoclip\(window=.*history.*but this.*"):
+  with pytest.raises(
+    ValueError,
+    match=r"autoclip.*made by autoclip\(window=.*history.*but this.*",
+  ):
     tx.update(jnp.ones(2), state)
 
 
