@@ -268,21 +268,38 @@ def clip_global(
   keep = keep_mask(finite, policy, once=False)
   factor, clipped = clip_factor(norm, threshold, policy, keep)
   # The factor and mask that the leaves' kernels read come out of the
-  # statistics' kernel, computed once (see `next_stats`).
-  stats, applied, keep, *extra = _stats.next_stats(
+  # statistics' kernel, computed once (see `next_stats`): the factor as
+  # the ``scale`` statistic when that is its dtype (one output; XLA's CPU
+  # backend computes a division read by several outputs in a kernel of its
+  # own), as an output of its own otherwise (float64).
+  same = jnp.result_type(factor) == jnp.float32
+  stats, keep, *extra = _stats.next_stats(
     prev,
     finite=finite,
     norm_before=norm,
-    norm_after=norm * factor
-    if keep is None
-    else jnp.where(keep, norm * factor, 0),
+    norm_after=_norm_after(norm, threshold, clipped, keep),
     threshold=threshold,
     scale=factor,
     clipped=jnp.logical_or(clipped, ~finite),
-    also=(factor, keep, *also),
+    also=(keep, *also) if same else (keep, factor, *also),
   )
+  applied = stats.scale if same else extra.pop(0)
   out = jax.tree.map(lambda x: scale_leaf(x, applied, keep), updates)
   return (out, stats, tuple(extra)) if also else (out, stats)
+
+
+def _norm_after(norm, threshold, clipped, keep) -> jax.Array:
+  """``norm * factor`` without the factor: the threshold where clipped.
+
+  (Reading the factor here too would make it a value with two readers,
+  which XLA's CPU backend computes in a scalar kernel of its own.)
+  """
+  threshold = jnp.asarray(threshold, norm.dtype)
+  after = jnp.where(clipped, threshold, norm)
+  if keep is None:  # "propagate": NaN where norm * factor is NaN
+    good = jnp.logical_and(jnp.isfinite(norm), threshold >= 0)
+    return jnp.where(good, after, jnp.nan)
+  return jnp.where(keep, after, 0)
 
 
 def clip_groups(
