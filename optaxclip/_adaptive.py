@@ -918,10 +918,10 @@ def adagc(
     norms = _norms.root(powers, 2)
     total = _norms.combine(powers, 2)
     gnorm = _norms.root(total, 2)
-    finite = jnp.isfinite(total)
-
     warm = state.count < warmup_steps
     abs_thr = _validation.resolve(lambda_abs, prev.step)
+    # A run-time threshold that is negative or NaN makes a bad step.
+    finite = _scaling.good_step(jnp.isfinite(total), abs_thr, lambda_rel)
     h, global_clipped = _scaling.clip_factor(gnorm, abs_thr, nonfinite)
     unset = jnp.isinf(state.gamma)
     rel_thr = jnp.where(unset, jnp.inf, _stats.f32(lambda_rel) * state.gamma)
@@ -940,7 +940,15 @@ def adagc(
     count = optax.safe_increment(state.count)
     count = jnp.where(finite, count, state.count)
 
-    _scaling.check_finite(finite, nonfinite, fn, name, gnorm, prev.step)
+    _scaling.check_finite(
+      finite,
+      nonfinite,
+      fn,
+      name,
+      gnorm,
+      prev.step,
+      jnp.minimum(_stats.f32(abs_thr), _stats.f32(lambda_rel)),
+    )
     keep = _scaling.keep_mask(finite, nonfinite)
     applied = _scaling.compute_each_once(factor)
     out = [_scaling.scale_leaf(x, f, keep) for x, f in zip(leaves, applied)]

@@ -101,7 +101,7 @@ def clip_params(
     lo = _validation.resolve(min_value, prev.step)
     hi = _validation.resolve(max_value, prev.step)
     finite = jnp.logical_not(_norms.any_nonfinite(leaves))
-    _scaling.check_finite(finite, nonfinite, fn, name, jnp.nan, prev.step)
+    _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step)
     keep = _scaling.keep_mask(finite, nonfinite)
     out, new_w = [], []
     for u, p in zip(leaves, p_leaves):

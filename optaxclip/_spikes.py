@@ -277,8 +277,9 @@ def clip_spikes(
     prev = _stats.unnamed(state.stats)
     theta = _validation.resolve(threshold, prev.step)
     norm = _norms.root(_norms.global_power(leaves, 2), 2)
-    finite = jnp.isfinite(norm)
-    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
+    # A run-time threshold that is negative or NaN makes a bad step.
+    finite = _scaling.good_step(jnp.isfinite(norm), theta)
+    _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step, theta)
     keep = _scaling.keep_mask(finite, nonfinite)
     active = state.count >= warmup_steps
     out, new_nus, factors, flags = [], [], [], []
@@ -295,6 +296,8 @@ def clip_spikes(
       y = clipped.astype(g.dtype)
       if keep is not None:
         y = jnp.where(keep, y, jnp.zeros((), g.dtype))
+      else:
+        y = _scaling.nan_unless_valid(y, theta)
       out.append(y)
       flags.append(over)
       factors.append(
@@ -838,7 +841,9 @@ def skip_on_spike(
 
     norm = _range.state_norm(_norms.root(_norms.global_power(leaves, 2), 2))
     norm = norm.astype(f32)
-    bad = jnp.logical_not(jnp.isfinite(norm))
+    # A run-time sigma_factor that is negative or NaN skips (and counts) the
+    # step, as a non-finite one does.
+    bad = jnp.logical_not(_scaling.good_step(jnp.isfinite(norm), sigma))
     spike = jnp.array(False)
     norm_threshold = nan
     if watch_norm:

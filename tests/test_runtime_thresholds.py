@@ -31,6 +31,8 @@ CASES = [
   (optaxclip.adaptive_grad_clip, "clipping", {}, True),
   (optaxclip.clippy, "relative", {"absolute": 1e-3}, True),
   (optaxclip.zclip, "max_grad_norm", {"warmup_steps": 1}, False),
+  (optaxclip.clip_spikes, "threshold", {"warmup_steps": 0}, False),
+  (optaxclip.adagc, "lambda_abs", {}, False),
 ]
 IDS = [c[0].__name__ for c in CASES]
 GRADS = {"w": jnp.array([[3.0, -4.0], [1.0, 2.0]]), "b": jnp.array([0.5, -1.0])}
