@@ -167,3 +167,25 @@ def test_value_clippers_do_not_report_a_nan_norm(factory):
     tx.update(g, tx.init(g), g)
   assert "norm nan" not in str(e.value)
   assert "NaN or Inf" in str(e.value)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("bad", [-1.0, float("nan")])
+def test_skip_on_spike_skips_a_step_with_a_bad_sigma(bad, jit):
+  # A negative sigma_factor would call every step a spike, a NaN one none:
+  # either way the wrapper skips (and counts) the step, and the inner state
+  # is left as it was.
+  tx = optaxclip.skip_on_spike(
+    optax.adam(0.1), sigma_factor=lambda step: bad, watch=("grad_norm",)
+  )
+  params = {"w": jnp.ones(3)}
+  state = tx.init(params)
+  update = jax.jit(tx.update) if jit else tx.update
+  updates, new = update({"w": jnp.array([1.0, 2.0, 3.0])}, state, params)
+  np.testing.assert_array_equal(np.asarray(updates["w"]), 0.0)
+  (s,) = optaxclip.stats(new).values()
+  assert int(s.skip_count) == 1
+  for a, b in zip(
+    jax.tree.leaves(state.inner_state), jax.tree.leaves(new.inner_state)
+  ):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
