@@ -16,6 +16,11 @@ import pytest
 
 N_DEVICES = 8
 
+# A worker of the two-process test (test_multihost.py) sets XLA_FLAGS and the
+# CPU collectives when it is imported; it runs only as a subprocess, so the
+# doctest collection must not import it into the test session.
+collect_ignore = ["multihost_worker.py"]
+
 
 @pytest.fixture(scope="session")
 def mesh():

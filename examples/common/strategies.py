@@ -15,7 +15,9 @@ public function that returns an Optax gradient transformation is available
 under its public name, with its own positional and keyword arguments
 (checked against :func:`inspect.signature`). Public functions whose first
 argument is itself a transformation (``skip_nonfinite``, ``skip_on_spike``,
-...) are *wrappers*, used by ``--skip``.
+...) are *wrappers*, used by ``--skip``. ``per_example_clip``, which
+aggregates per-example gradients, is not offered: a trainer's gradients have
+no batch axis.
 
 Values are Python literals read with :func:`ast.literal_eval`, never
 evaluated as code. For convenience a bare word is a string
@@ -85,12 +87,18 @@ def _public_transformations() -> dict[str, Callable]:
   return out
 
 
+# Transformations that change the tree's shapes (per-example gradients in,
+# one aggregated gradient out) cannot stand in a trainer's chain, whose
+# gradients have no batch axis.
+_NOT_A_CLIP = frozenset({"per_example_clip"})
+
+
 def clip_strategies() -> dict[str, Callable]:
   """Every public optaxclip strategy usable with ``--clip``, by name."""
   return {
     k: f
     for k, f in _public_transformations().items()
-    if not _takes_transformation(f)
+    if not _takes_transformation(f) and k not in _NOT_A_CLIP
   }
 
 

@@ -57,47 +57,55 @@ def make_parser() -> argparse.ArgumentParser:
   )
   g.add_argument(
     "--train-size",
-    type=int,
+    type=cli.positive_int,
     default=input_pipeline.DEFAULT_SIZES[0],
     help="synthesised training utterances",
   )
   g.add_argument(
     "--val-size",
-    type=int,
+    type=cli.positive_int,
     default=input_pipeline.DEFAULT_SIZES[1],
     help="synthesised validation utterances (held-out speakers)",
   )
   g.add_argument(
     "--test-size",
-    type=int,
+    type=cli.positive_int,
     default=input_pipeline.DEFAULT_SIZES[2],
     help="synthesised test utterances (other held-out speakers)",
   )
   g.add_argument(
     "--corpus-seed",
-    type=int,
+    type=cli.nonnegative_int,
     default=input_pipeline.DEFAULT_SEED,
     help="seed of the corpus's texts, speakers, rates, pitches and noise",
   )
-  g.add_argument("--n-mels", type=int, default=40, help="mel bands")
   g.add_argument(
-    "--stride", type=int, default=3, help="feature frames (10 ms) per step"
+    "--n-mels", type=cli.positive_int, default=40, help="mel bands"
+  )
+  g.add_argument(
+    "--stride",
+    type=cli.positive_int,
+    default=3,
+    help="feature frames (10 ms) per step",
   )
   g.add_argument(
     "--buckets",
-    type=int,
+    type=cli.positive_int,
     default=4,
     help="length groups of the training utterances; a batch is padded to "
     "its group's longest utterance",
   )
   g.add_argument(
     "--dropout",
-    type=float,
+    type=cli.probability,
     default=0.1,
     help="dropout rate on the inputs of every recurrent layer and the output",
   )
   g.add_argument(
-    "--samples", type=int, default=6, help="test transcripts to print"
+    "--samples",
+    type=cli.nonnegative_int,
+    default=6,
+    help="test transcripts to print",
   )
   for action in p._actions:  # shared flags without a help text of their own
     if action.help is None and action.dest in _HELP:

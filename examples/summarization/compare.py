@@ -27,6 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from examples.common import cli
 from examples.common import data
 from examples.common import plots
 from examples.common import strategies
@@ -53,17 +54,35 @@ def make_parser() -> argparse.ArgumentParser:
   p.add_argument(
     "--lrs", default="3e-3,3e-2", help="comma-separated Adam learning rates"
   )
-  p.add_argument("--steps", type=int, default=300)
+  p.add_argument(
+    "--steps", type=cli.positive_int, default=300, help="steps of every run"
+  )
   p.add_argument(
     "--train-flags",
     default="--batch-size 32",
     help="more flags for every run, e.g. '--hidden 64 --batch-size 32'",
   )
-  p.add_argument("--data-file", default=None)
-  p.add_argument("--packages-file", default=None)
-  p.add_argument("--data-dir", default=None)
-  p.add_argument("--workdir", default=str(REPO_ROOT / "runs" / "summ-compare"))
-  p.add_argument("--no-progress", action="store_true")
+  p.add_argument(
+    "--data-file",
+    type=cli.text_file,
+    default=None,
+    help="a Translation-en file you already have (default: fetch it)",
+  )
+  p.add_argument(
+    "--packages-file",
+    type=cli.text_file,
+    default=None,
+    help="the Packages list of the same release (source packages)",
+  )
+  p.add_argument(
+    "--data-dir", default=None, help="dataset cache (default: data/)"
+  )
+  p.add_argument(
+    "--workdir",
+    default=str(REPO_ROOT / "runs" / "summ-compare"),
+    help="where the runs, the table and the plots go",
+  )
+  p.add_argument("--no-progress", action="store_true", help="no progress bars")
   return p
 
 

@@ -75,45 +75,62 @@ def make_parser() -> argparse.ArgumentParser:
   g.add_argument("--mirror", default=ip.MIRROR, help="Debian mirror to fetch")
   g.add_argument("--suite", default=ip.SUITE, help="Debian release to fetch")
   g.add_argument(
-    "--vocab-size", type=int, default=4000, help="SentencePiece BPE pieces"
+    "--vocab-size",
+    type=cli.positive_int,
+    default=4000,
+    help="SentencePiece BPE pieces",
   )
   g.add_argument(
-    "--embed", type=int, default=64, help="embedding size of the pieces"
+    "--embed",
+    type=cli.positive_int,
+    default=64,
+    help="embedding size of the pieces",
   )
-  g.add_argument("--src-len", type=int, default=64, help="document pieces read")
+  g.add_argument(
+    "--src-len", type=cli.positive_int, default=64, help="document pieces read"
+  )
   g.add_argument(
     "--tgt-len",
-    type=int,
+    type=cli.positive_int,
     default=20,
     help="summary pieces trained on and generated (</s> included)",
   )
   g.add_argument(
     "--test-size",
-    type=int,
+    type=cli.positive_int,
     default=1000,
     help="held-out documents for ROUGE (whole source packages)",
   )
   g.add_argument(
-    "--val-size", type=int, default=1000, help="documents for val_loss"
+    "--val-size",
+    type=cli.positive_int,
+    default=1000,
+    help="documents for val_loss",
   )
   g.add_argument(
-    "--max-docs", type=int, default=0, help="use at most this many (0: all)"
+    "--max-docs",
+    type=cli.nonnegative_int,
+    default=0,
+    help="use at most this many (0: all)",
   )
   g.add_argument(
     "--lead-words",
-    type=int,
+    type=cli.nonnegative_int,
     default=0,
     help="length of the lead baseline in words (0: the median synopsis "
     "length of the training set)",
   )
   g.add_argument(
     "--eval-batch-size",
-    type=int,
+    type=cli.positive_int,
     default=256,
     help="documents per batch when decoding and scoring",
   )
   g.add_argument(
-    "--samples", type=int, default=4, help="test samples printed at the end"
+    "--samples",
+    type=cli.nonnegative_int,
+    default=4,
+    help="test samples printed at the end",
   )
   return p
 
