@@ -163,14 +163,55 @@ def _cross_device(value: jax.Array, op: str, axes: tuple[Any, ...]):
   """The one place where a norm is reduced across devices.
 
   ``psum`` of powers (``op="sum"``), ``pmax`` for the L-infinity norm
-  (``op="max"``), over the mapped axes ``axes`` (empty: no reduction).
+  (``op="max"``), ``pmin`` for smallest factors (``op="min"``), over the
+  mapped axes ``axes`` (empty: no reduction).
   """
   if not axes:
     return value
   name = axes[0] if len(axes) == 1 else axes
   if op == "max":
     return jax.lax.pmax(value, name)
+  if op == "min":
+    return jax.lax.pmin(value, name)
   return jax.lax.psum(value, name)
+
+
+def across(values: Sequence[jax.Array], op: str, axis_name) -> list[Any]:
+  """Local scalars, each reduced across devices along the axes it varies.
+
+  ``values`` are per-leaf partial results (a scalar reduced from a leaf
+  keeps the leaf's varying axes). Values varying along the same axes are
+  stacked and reduced by one collective; invariant ones are left alone.
+  """
+  if axis_name is None or not values:
+    return list(values)
+  out: list[Any] = list(values)
+  for axes, idx in _by_axes(values, axis_name).items():
+    if not axes:
+      continue
+    if len(idx) == 1:
+      out[idx[0]] = _cross_device(values[idx[0]], op, axes)
+      continue
+    vector = _cross_device(stack_scalars([values[i] for i in idx]), op, axes)
+    for k, i in enumerate(idx):
+      out[i] = vector[k]
+  return out
+
+
+def global_size(leaves: Sequence[Any], axis_name=None) -> int:
+  """Number of elements of all leaves, on all devices (static).
+
+  A leaf counts its local size times the sizes of the axes of
+  ``axis_name`` it varies along (its shards); a replicated leaf once.
+  """
+  total = 0
+  for x in leaves:
+    n = int(np.prod(jnp.shape(x)))
+    if axis_name is not None:
+      for a in _varying_axes(x, axis_name):
+        n *= jax.lax.axis_size(a)
+    total += n
+  return total
 
 
 def global_reduce(
@@ -241,17 +282,13 @@ def leaf_powers(
   if axis_name is None or not leaves:
     return _xla.reduce_each(leaves, elementwise, _op(ord))
   out: list[Any] = [None] * len(leaves)
-  for axes, idx in _by_axes(leaves, axis_name).items():
+  # Reduced group by group, so that no leaf is concatenated with a leaf of
+  # another layout (which would make a replicated one look split).
+  for idx in _by_axes(leaves, axis_name).values():
     powers = _xla.reduce_each([leaves[i] for i in idx], elementwise, _op(ord))
-    if axes:
-      if len(powers) == 1:
-        powers = [_cross_device(powers[0], _op(ord), axes)]
-      else:
-        vector = _cross_device(stack_scalars(powers), _op(ord), axes)
-        powers = [vector[k] for k in range(len(idx))]
     for i, p in zip(idx, powers):
       out[i] = p
-  return out
+  return across(out, _op(ord), axis_name)
 
 
 def default_unit_axes(ndim: int, fn: str) -> tuple[int, ...]:
@@ -296,18 +333,23 @@ def combine(
 
 
 def count_where(
-  leaves: Sequence[jax.Array], predicate: Callable[[jax.Array], jax.Array]
+  leaves: Sequence[jax.Array],
+  predicate: Callable[[jax.Array], jax.Array],
+  *,
+  axis_name=None,
 ) -> jax.Array:
   """Fraction of all elements for which ``predicate`` holds (float32)."""
-  n = sum(int(np.prod(jnp.shape(x))) for x in leaves)
+  n = global_size(leaves, axis_name)
   if n == 0:
     return jnp.zeros([], jnp.float32)
-  hits = global_reduce(leaves, lambda x: predicate(x).astype(jnp.float32))
+  hits = global_reduce(
+    leaves, lambda x: predicate(x).astype(jnp.float32), axis_name=axis_name
+  )
   return hits / n
 
 
 def any_nonfinite(
-  leaves: Sequence[jax.Array], *, computed: bool = False
+  leaves: Sequence[jax.Array], *, computed: bool = False, axis_name=None
 ) -> jax.Array:
   """True when any element of any leaf is NaN or infinite.
 
@@ -323,14 +365,20 @@ def any_nonfinite(
       so that one temporary buffer serves every leaf in turn.
 
   Returns:
-    A boolean scalar. Without ``computed``, an L1 norm that overflows
-    float32 also counts as non-finite.
+    A boolean scalar, the same on every device of ``axis_name`` (a mapped
+    axis or tuple of axes, see :func:`global_reduce`). Without
+    ``computed``, an L1 norm that overflows float32 also counts as
+    non-finite.
   """
   if not leaves:
     return jnp.array(False)
   if not computed:
-    return jnp.logical_not(jnp.isfinite(global_power(leaves, 1)))
-  return _xla.any_nonfinite_computed(leaves)
+    power = global_power(leaves, 1, axis_name=axis_name)
+    return jnp.logical_not(jnp.isfinite(power))
+  bad = _xla.any_nonfinite_computed(leaves)
+  if axis_name is None:
+    return bad
+  return across([bad.astype(jnp.float32)], "max", axis_name)[0] > 0
 
 
 def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:

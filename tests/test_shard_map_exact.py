@@ -87,6 +87,12 @@ HAS_AXIS_NAME = {
   "zclip",
   "adagc",
   "monitor_norms",
+  "clip_by_layer",
+  "clip_spikes",
+  "stable_spam_clip",
+  "clippy",
+  "skip_on_spike",
+  "skip_nonfinite",
 }
 
 # Layouts of the tree {w: (16, 8), b: (8,), s: ()} on a 1-D mesh "x".
