@@ -261,6 +261,7 @@ def clip_by_block_rms(
   threshold: _validation.ThresholdOrSchedule,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "clip_by_block_rms",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Caps the root-mean-square of each leaf (Adafactor's update clipping).
@@ -282,6 +283,10 @@ def clip_by_block_rms(
     threshold: the RMS bound :math:`d \ge 0`, or a schedule.
     nonfinite: policy for a non-finite norm: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the gradients are split; norms and
+      statistics are then reduced across it, each leaf over the axes it
+      varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -308,7 +313,8 @@ def clip_by_block_rms(
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     d = _validation.resolve(threshold, prev.step)
-    sizes = [float(np.prod(jnp.shape(x))) for x in leaves]
+    # Global sizes: a leaf split across devices has n_l of the whole.
+    sizes = [float(_norms.global_size([x], axis_name)) for x in leaves]
     updates, new = _scaling.clip_groups(
       updates,
       list(range(len(leaves))),
@@ -318,6 +324,7 @@ def clip_by_block_rms(
       policy=nonfinite,
       fn=fn,
       name=name,
+      axis_name=axis_name,
     )
     return updates, new._replace(threshold=jnp.asarray(d, jnp.float32))
 

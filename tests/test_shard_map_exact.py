@@ -93,6 +93,7 @@ HAS_AXIS_NAME = {
   "clippy",
   "skip_on_spike",
   "skip_nonfinite",
+  "clip_by_block_rms",
 }
 
 # Layouts of the tree {w: (16, 8), b: (8,), s: ()} on a 1-D mesh "x".
