@@ -159,6 +159,26 @@ def _by_axes(
   return groups
 
 
+def check_unsplit(leaves: Sequence[Any], axis_name, fn: str) -> None:
+  """Raises if a leaf varies along ``axis_name`` (unit-wise strategies).
+
+  A unit's norm reduces over some dimensions of a leaf: whether to reduce
+  across devices depends on which dimension is split, which the types
+  inside ``shard_map`` do not say (only whether the leaf varies).
+  """
+  if axis_name is None:
+    return
+  split = [axes for axes in _by_axes(leaves, axis_name) if axes]
+  if split:
+    raise ValueError(
+      f"optaxclip.{fn}: with axis_name, every leaf (updates and parameters) "
+      f"must be replicated along it, but some vary along {split[0]!r}: "
+      "unit-wise norms of a split leaf need to know which dimension is "
+      "split. Replicate those leaves, or run under jax.jit with "
+      "NamedSharding (no shard_map), where XLA reduces them."
+    )
+
+
 def _cross_device(value: jax.Array, op: str, axes: tuple[Any, ...]):
   """The one place where a norm is reduced across devices.
 

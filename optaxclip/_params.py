@@ -149,6 +149,7 @@ def max_norm_constraint(
   *,
   axis: int | tuple[int, ...] | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "max_norm_constraint",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Max-norm weight constraint: rescales units whose new norm is too large.
@@ -172,6 +173,12 @@ def max_norm_constraint(
       axis must be valid for every leaf's rank (``-rank <= a < rank``, no
       repeats); it never wraps around.
     nonfinite: ``"zero"`` (default), ``"propagate"`` or ``"error"``.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map`. Unit-wise norms are exact there only for
+      leaves (updates and parameters) replicated along it: ``shard_map``'s
+      types say that a leaf is split, not along which dimension, so a
+      split leaf raises ``ValueError``. Split leaves work under
+      :func:`jax.jit` with ``NamedSharding``, where XLA reduces them.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -202,6 +209,7 @@ def max_norm_constraint(
     _validation.check_leaves(leaves, fn)
     p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     _shapes.check_unit_axes(fn, axis, leaves, treedef)
+    _norms.check_unsplit([*leaves, *p_leaves], axis_name, fn)
     c = _validation.resolve(max_norm, prev.step)
     out, factors, clipped, powers = [], [], [], []
     for u, p in zip(leaves, p_leaves):

@@ -4,7 +4,7 @@
 
 Issue 16, item 1: a strategy given ``axis_name`` must give the single-device
 result whether a leaf is split along the axis, replicated along it, or both
-in one tree. Today every leaf's partial norm is ``psum``-med, so a
+in one tree.
 replicated leaf is counted once per device, and most strategies take no
 ``axis_name`` at all. The failing combinations are marked
 ``xfail(strict=True)``: the fix (reduction axes per leaf from
@@ -110,8 +110,14 @@ LAYOUTS = {
 }
 
 
+# Unit-wise strategies: a leaf split under shard_map raises (the types say
+# that it is split, not along which dimension); replicated leaves are exact.
+UNSPLIT_ONLY = {"adaptive_grad_clip", "max_norm_constraint"}
+
+
 def _passes_today(name, layout):
-  del layout
+  if name in UNSPLIT_ONLY:
+    return layout == "replicated"
   return name in HAS_AXIS_NAME
 
 
@@ -134,8 +140,9 @@ CASES = [
     if _passes_today(name, layout)
     else pytest.mark.xfail(
       strict=True,
-      reason="issue 16 item 1: replicated leaves are psum-med once per "
-      "device, or the strategy takes no axis_name",
+      raises=ValueError,
+      reason="issue 16 item 1: unit-wise norms of a leaf split under "
+      "shard_map need the split dimension (raises ValueError)",
     ),
     id=f"{name}-{layout}",
   )
@@ -192,3 +199,23 @@ def test_shard_map_matches_one_device(name, layout, mesh, mesh2d, rng):
     np.testing.assert_allclose(
       got_stats[k], want_stats[k], rtol=rtol, equal_nan=True, err_msg=k
     )
+
+
+def test_check_vma_false_raises(mesh, rng):
+  """Without vma types a replicated leaf looks split: a clear error."""
+  specs = {"w": P("x", None), "b": P()}
+  g = _tree(rng, specs)
+
+  def local(g):
+    tx = optaxclip.clip_by_global_norm(1.0, axis_name="x")
+    return tx.update(g, tx.init(g))[0]
+
+  put = jax.tree.map(
+    lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), g, specs
+  )
+  with jax.set_mesh(mesh):
+    f = jax.shard_map(
+      local, in_specs=(specs,), out_specs=specs, check_vma=False
+    )
+    with pytest.raises(ValueError, match="check_vma=True"):
+      jax.jit(f)(put)
