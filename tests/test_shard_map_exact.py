@@ -4,18 +4,16 @@
 
 Issue 16, item 1: a strategy given ``axis_name`` must give the single-device
 result whether a leaf is split along the axis, replicated along it, or both
-in one tree.
-replicated leaf is counted once per device, and most strategies take no
-``axis_name`` at all. The failing combinations are marked
-``xfail(strict=True)``: the fix (reduction axes per leaf from
-``jax.typeof(x).manual_axis_type.varying``) turns them into passes, and
-strictness then asks for the marks to be removed.
+in one tree. Each leaf's partial norm is reduced only over the axes it
+varies along (``jax.typeof(x).manual_axis_type.varying``). The unit-wise
+strategies (``adaptive_grad_clip``, ``max_norm_constraint``) raise on a
+split leaf, since the types do not say which dimension is split: those
+cases stay ``xfail(strict=True, raises=ValueError)``.
 
-Confirmed on jax 0.10.2 with 8 fake CPU devices: weights (64, 32) split
+Before the fix, on jax 0.10.2 with 8 fake CPU devices: weights (64, 32) split
 ``P("d", None)``, bias (32,) replicated, ``rng = default_rng(0)`` standard
-normals: ``clip_by_global_norm(1.0, axis_name="d")`` reports 47.3675, the
-true norm is 45.5955, and 47.3675 is exactly the norm with the bias counted
-8 times.
+normals: ``clip_by_global_norm(1.0, axis_name="d")`` reported 47.3675 (the
+bias counted 8 times); the true norm, reported now, is 45.5955.
 """
 
 import jax
