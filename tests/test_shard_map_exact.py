@@ -71,6 +71,11 @@ STRATEGIES = {
     ),
     False,
   ),
+  "clip_by_value": (lambda **a: optaxclip.clip_by_value(0.5, **a), False),
+  "clip_params": (
+    lambda **a: optaxclip.clip_params(-0.3, 0.3, **a),
+    True,
+  ),
   "skip_nonfinite": (
     lambda **a: optaxclip.skip_nonfinite(optax.sgd(0.1), **a),
     False,
@@ -92,6 +97,8 @@ HAS_AXIS_NAME = {
   "skip_on_spike",
   "skip_nonfinite",
   "clip_by_block_rms",
+  "clip_by_value",
+  "clip_params",
 }
 
 # Layouts of the tree {w: (16, 8), b: (8,), s: ()} on a 1-D mesh "x".
