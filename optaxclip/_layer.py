@@ -76,6 +76,7 @@ def clip_by_layer(
   strategy: str = "tensor_norm",
   ord: _validation.Ord | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "clip_by_layer",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clips with a different threshold per layer, chosen by parameter path.
@@ -118,6 +119,10 @@ def clip_by_layer(
       turning it into an array.
     nonfinite: policy for a non-finite norm: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the gradients are split; norms and
+      statistics are then reduced across it, each leaf over the axes it
+      varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -189,6 +194,7 @@ def clip_by_layer(
       policy=nonfinite,
       fn=fn,
       name=name,
+      axis_name=axis_name,
     )
 
   base = _stats.stateless_clipper(name, apply)

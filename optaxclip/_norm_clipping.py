@@ -38,6 +38,7 @@ def clip_by_value(
   max_delta: _validation.ThresholdOrSchedule,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "clip_by_value",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clips every element of the updates to ``[-max_delta, max_delta]``.
@@ -55,6 +56,11 @@ def clip_by_value(
     nonfinite: what a NaN or Inf element does: ``"zero"`` (default) zeroes
       this step's updates and counts it; ``"propagate"`` keeps NaN and clips
       Inf to :math:`\pm\delta` (PyTorch's behaviour); ``"error"`` raises.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map`. The clipping is element-wise and needs no
+      cross-device reduction; only the non-finite check (so that every
+      device zeroes the same step) and the ``clipped`` fraction are
+      reduced across it.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -84,7 +90,7 @@ def clip_by_value(
     leaves, treedef = jax.tree.flatten(updates)
     _validation.check_leaves(leaves, fn, allow_complex=False)
     delta = _validation.resolve(max_delta, prev.step)
-    finite = jnp.logical_not(_norms.any_nonfinite(leaves))
+    finite = jnp.logical_not(_norms.any_nonfinite(leaves, axis_name=axis_name))
     finite = _scaling.good_step(finite, delta)
     _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step, delta)
     keep = _scaling.keep_mask(finite, nonfinite)
@@ -97,7 +103,9 @@ def clip_by_value(
       else:
         out.append(jnp.where(keep, y, jnp.zeros((), y.dtype)))
     frac = _norms.count_where(
-      leaves, lambda x: jnp.abs(x) > jnp.asarray(delta, x.dtype)
+      leaves,
+      lambda x: jnp.abs(x) > jnp.asarray(delta, x.dtype),
+      axis_name=axis_name,
     )
     return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
@@ -142,8 +150,18 @@ def clip_by_global_norm(
       turning it into an array.
     nonfinite: policy for a non-finite norm: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``; see the table below.
-    axis_name: a mapped axis name (under :func:`jax.shard_map`) across which
-      the gradients are sharded; the norm is then reduced across it. Not
+    axis_name: a mapped axis name, or a tuple of names (under
+      :func:`jax.shard_map`), across which the gradients are laid out. Each
+      leaf's partial norm is reduced only over the axes it varies along,
+      read from its type (``jax.typeof(x).manual_axis_type.varying``): a
+      split leaf is summed across devices, a replicated one (e.g. a bias
+      with spec ``P()``, or a data-parallel gradient already summed) is
+      counted once; one ``psum`` per distinct set of axes. This needs
+      ``shard_map``'s default ``check_vma=True``: with ``check_vma=False``
+      (or ``jax.pmap``) the types are not tracked and it raises
+      ``ValueError``. A leaf ``unreduced`` along the axes (partial sums)
+      raises too: reduce it first. An axis that is not a ``shard_map``
+      axis (``jax.vmap``'s ``axis_name``) counts every leaf as split. Not
       needed under ``jit`` with sharded arrays, where XLA does it.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
@@ -261,6 +279,7 @@ def clip_by_block_rms(
   threshold: _validation.ThresholdOrSchedule,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "clip_by_block_rms",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Caps the root-mean-square of each leaf (Adafactor's update clipping).
@@ -282,6 +301,10 @@ def clip_by_block_rms(
     threshold: the RMS bound :math:`d \ge 0`, or a schedule.
     nonfinite: policy for a non-finite norm: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the gradients are split; norms and
+      statistics are then reduced across it, each leaf over the axes it
+      varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -308,7 +331,8 @@ def clip_by_block_rms(
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     d = _validation.resolve(threshold, prev.step)
-    sizes = [float(np.prod(jnp.shape(x))) for x in leaves]
+    # Global sizes: a leaf split across devices has n_l of the whole.
+    sizes = [float(_norms.global_size([x], axis_name)) for x in leaves]
     updates, new = _scaling.clip_groups(
       updates,
       list(range(len(leaves))),
@@ -318,6 +342,7 @@ def clip_by_block_rms(
       policy=nonfinite,
       fn=fn,
       name=name,
+      axis_name=axis_name,
     )
     return updates, new._replace(threshold=jnp.asarray(d, jnp.float32))
 

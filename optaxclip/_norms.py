@@ -69,17 +69,169 @@ def root(power: jax.Array, ord: _validation.Ord) -> jax.Array:
   return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, power)))
 
 
-def _cross_device(value: jax.Array, op: str, axis_name) -> jax.Array:
+def _as_axes(axis_name) -> tuple[Any, ...]:
+  """``axis_name`` (a name or a tuple of names) as a tuple; None: ()."""
+  if axis_name is None:
+    return ()
+  return tuple(axis_name) if isinstance(axis_name, tuple) else (axis_name,)
+
+
+def _manual_axes() -> frozenset:
+  """Mesh axes that are manual here (inside ``shard_map``), else empty."""
+  mesh = jax.sharding.get_abstract_mesh()
+  return frozenset(() if mesh.empty else mesh.manual_axes)
+
+
+def _manual_axis_type(x: Any) -> tuple[frozenset, frozenset]:
+  """(varying, unreduced) axis names of ``x``'s type inside ``shard_map``.
+
+  jax 0.10 spells them ``typeof(x).manual_axis_type.varying`` and
+  ``.unreduced``; older releases ``typeof(x).vma`` (no unreduced).
+  """
+  aval = jax.typeof(x)
+  mat = getattr(aval, "manual_axis_type", None)
+  if mat is not None:
+    return (
+      frozenset(mat.varying),
+      frozenset(getattr(mat, "unreduced", ())),
+    )
+  return frozenset(getattr(aval, "vma", ())), frozenset()
+
+
+def _check_vma_on(axes: tuple[Any, ...]) -> None:
+  """Raises unless the varying-axes types are tracked for manual ``axes``.
+
+  Under ``shard_map(..., check_vma=False)`` (and ``jax.pmap``, which runs
+  on it) every value's varying set is empty, so a replicated leaf cannot be
+  told from a split one. A no-op cast of a constant to varying shows it: it
+  keeps the axes when the types are tracked, and is dropped otherwise (and
+  from the compiled program either way, as its result is unused).
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  manual = _manual_axes()
+  probe = tuple(a for a in axes if a in manual and mesh.shape[a] > 1)
+  if not probe:
+    return
+  marker = jax.lax.pcast(jnp.zeros([], jnp.float32), probe, to="varying")
+  if not set(probe) <= _manual_axis_type(marker)[0]:
+    raise ValueError(
+      f"optaxclip: axis_name={probe!r} needs jax.shard_map with "
+      "check_vma=True (its default): without it JAX does not track which "
+      "values are split and which are replicated along the axes, so a "
+      "norm over them cannot be exact. Pass check_vma=True (jax.pmap "
+      "cannot; use jax.shard_map)."
+    )
+
+
+def _varying_axes(x: Any, axis_name) -> tuple[Any, ...]:
+  """The axes of ``axis_name`` along which ``x`` varies, to reduce over.
+
+  Inside ``jax.shard_map`` (manual axes), read from ``x``'s type: a leaf
+  split along an axis varies along it, a replicated one does not (it is
+  counted once). An axis that is not a manual mesh axis (``jax.vmap``'s
+  ``axis_name``) is taken as varying for every leaf. A leaf that is
+  ``unreduced`` along an axis (partial sums still to be added) has no norm
+  until it is reduced: that raises.
+  """
+  axes = _as_axes(axis_name)
+  manual = _manual_axes()
+  if not manual:
+    return axes
+  varying, unreduced = _manual_axis_type(x)
+  pending = [a for a in axes if a in unreduced]
+  if pending:
+    raise ValueError(
+      f"optaxclip: a leaf is unreduced along {pending!r} (partial sums); "
+      "its norm is not defined until it is reduced (jax.lax.psum)."
+    )
+  return tuple(a for a in axes if a not in manual or a in varying)
+
+
+def _by_axes(
+  leaves: Sequence[Any], axis_name
+) -> dict[tuple[Any, ...], list[int]]:
+  """Leaf indices grouped by the axes each is reduced over (in order)."""
+  axes = _as_axes(axis_name)
+  _check_vma_on(axes)
+  groups: dict[tuple[Any, ...], list[int]] = {}
+  for i, x in enumerate(leaves):
+    groups.setdefault(_varying_axes(x, axes), []).append(i)
+  return groups
+
+
+def check_unsplit(leaves: Sequence[Any], axis_name, fn: str) -> None:
+  """Raises if a leaf varies along ``axis_name`` (unit-wise strategies).
+
+  A unit's norm reduces over some dimensions of a leaf: whether to reduce
+  across devices depends on which dimension is split, which the types
+  inside ``shard_map`` do not say (only whether the leaf varies).
+  """
+  if axis_name is None:
+    return
+  split = [axes for axes in _by_axes(leaves, axis_name) if axes]
+  if split:
+    raise ValueError(
+      f"optaxclip.{fn}: with axis_name, every leaf (updates and parameters) "
+      f"must be replicated along it, but some vary along {split[0]!r}: "
+      "unit-wise norms of a split leaf need to know which dimension is "
+      "split. Replicate those leaves, or run under jax.jit with "
+      "NamedSharding (no shard_map), where XLA reduces them."
+    )
+
+
+def _cross_device(value: jax.Array, op: str, axes: tuple[Any, ...]):
   """The one place where a norm is reduced across devices.
 
   ``psum`` of powers (``op="sum"``), ``pmax`` for the L-infinity norm
-  (``op="max"``), over the mapped axis ``axis_name`` (None: no reduction).
+  (``op="max"``), ``pmin`` for smallest factors (``op="min"``), over the
+  mapped axes ``axes`` (empty: no reduction).
   """
-  if axis_name is None:
+  if not axes:
     return value
+  name = axes[0] if len(axes) == 1 else axes
   if op == "max":
-    return jax.lax.pmax(value, axis_name)
-  return jax.lax.psum(value, axis_name)
+    return jax.lax.pmax(value, name)
+  if op == "min":
+    return jax.lax.pmin(value, name)
+  return jax.lax.psum(value, name)
+
+
+def across(values: Sequence[jax.Array], op: str, axis_name) -> list[Any]:
+  """Local scalars, each reduced across devices along the axes it varies.
+
+  ``values`` are per-leaf partial results (a scalar reduced from a leaf
+  keeps the leaf's varying axes). Values varying along the same axes are
+  stacked and reduced by one collective; invariant ones are left alone.
+  """
+  if axis_name is None or not values:
+    return list(values)
+  out: list[Any] = list(values)
+  for axes, idx in _by_axes(values, axis_name).items():
+    if not axes:
+      continue
+    if len(idx) == 1:
+      out[idx[0]] = _cross_device(values[idx[0]], op, axes)
+      continue
+    vector = _cross_device(stack_scalars([values[i] for i in idx]), op, axes)
+    for k, i in enumerate(idx):
+      out[i] = vector[k]
+  return out
+
+
+def global_size(leaves: Sequence[Any], axis_name=None) -> int:
+  """Number of elements of all leaves, on all devices (static).
+
+  A leaf counts its local size times the sizes of the axes of
+  ``axis_name`` it varies along (its shards); a replicated leaf once.
+  """
+  total = 0
+  for x in leaves:
+    n = int(np.prod(jnp.shape(x)))
+    if axis_name is not None:
+      for a in _varying_axes(x, axis_name):
+        n *= jax.lax.axis_size(a)
+    total += n
+  return total
 
 
 def global_reduce(
@@ -91,17 +243,29 @@ def global_reduce(
 ) -> jax.Array:
   """Reduces ``elementwise(leaf)`` over all leaves to one scalar.
 
+  Across devices (``axis_name``), each leaf counts once: leaves are
+  grouped by the axes they vary along (see :func:`_varying_axes`), and each
+  group's partial result is reduced over its own axes only (one
+  ``psum``/``pmax`` per group; none for replicated leaves).
+
   Args:
     leaves: the leaves.
     elementwise: maps a leaf to the values to reduce (same shape).
     op: ``"sum"`` or ``"max"``.
-    axis_name: optional mapped axis to reduce across devices too.
+    axis_name: optional mapped axis (a name or a tuple of names) to reduce
+      across devices too.
   """
   if not leaves:
-    total = jnp.zeros([], jnp.float32)
-  else:
-    total = _xla.reduce_all(leaves, elementwise, op)
-  return _cross_device(total, op, axis_name)
+    return jnp.zeros([], jnp.float32)
+  if axis_name is None:
+    return _xla.reduce_all(leaves, elementwise, op)
+  parts = [
+    _cross_device(
+      _xla.reduce_all([leaves[i] for i in idx], elementwise, op), op, axes
+    )
+    for axes, idx in _by_axes(leaves, axis_name).items()
+  ]
+  return parts[0] if len(parts) == 1 else _xla._combine(parts, op)
 
 
 def global_power(
@@ -128,11 +292,23 @@ def tree_norm(
 def leaf_powers(
   leaves: Sequence[jax.Array], ord: _validation.Ord, *, axis_name=None
 ) -> list[jax.Array]:
-  """Power of each leaf, as a list of scalars (same order as ``leaves``)."""
-  out = _xla.reduce_each(
-    leaves, functools.partial(_elementwise_power, ord=ord), _op(ord)
-  )
-  return [_cross_device(p, _op(ord), axis_name) for p in out]
+  """Power of each leaf, as a list of scalars (same order as ``leaves``).
+
+  With ``axis_name``, leaves that vary along the same axes are reduced
+  across devices together (one ``psum``/``pmax`` of their stacked powers),
+  replicated leaves not at all; see :func:`global_reduce`.
+  """
+  elementwise = functools.partial(_elementwise_power, ord=ord)
+  if axis_name is None or not leaves:
+    return _xla.reduce_each(leaves, elementwise, _op(ord))
+  out: list[Any] = [None] * len(leaves)
+  # Reduced group by group, so that no leaf is concatenated with a leaf of
+  # another layout (which would make a replicated one look split).
+  for idx in _by_axes(leaves, axis_name).values():
+    powers = _xla.reduce_each([leaves[i] for i in idx], elementwise, _op(ord))
+    for i, p in zip(idx, powers):
+      out[i] = p
+  return across(out, _op(ord), axis_name)
 
 
 def default_unit_axes(ndim: int, fn: str) -> tuple[int, ...]:
@@ -177,18 +353,23 @@ def combine(
 
 
 def count_where(
-  leaves: Sequence[jax.Array], predicate: Callable[[jax.Array], jax.Array]
+  leaves: Sequence[jax.Array],
+  predicate: Callable[[jax.Array], jax.Array],
+  *,
+  axis_name=None,
 ) -> jax.Array:
   """Fraction of all elements for which ``predicate`` holds (float32)."""
-  n = sum(int(np.prod(jnp.shape(x))) for x in leaves)
+  n = global_size(leaves, axis_name)
   if n == 0:
     return jnp.zeros([], jnp.float32)
-  hits = global_reduce(leaves, lambda x: predicate(x).astype(jnp.float32))
+  hits = global_reduce(
+    leaves, lambda x: predicate(x).astype(jnp.float32), axis_name=axis_name
+  )
   return hits / n
 
 
 def any_nonfinite(
-  leaves: Sequence[jax.Array], *, computed: bool = False
+  leaves: Sequence[jax.Array], *, computed: bool = False, axis_name=None
 ) -> jax.Array:
   """True when any element of any leaf is NaN or infinite.
 
@@ -204,14 +385,20 @@ def any_nonfinite(
       so that one temporary buffer serves every leaf in turn.
 
   Returns:
-    A boolean scalar. Without ``computed``, an L1 norm that overflows
-    float32 also counts as non-finite.
+    A boolean scalar, the same on every device of ``axis_name`` (a mapped
+    axis or tuple of axes, see :func:`global_reduce`). Without
+    ``computed``, an L1 norm that overflows float32 also counts as
+    non-finite.
   """
   if not leaves:
     return jnp.array(False)
   if not computed:
-    return jnp.logical_not(jnp.isfinite(global_power(leaves, 1)))
-  return _xla.any_nonfinite_computed(leaves)
+    power = global_power(leaves, 1, axis_name=axis_name)
+    return jnp.logical_not(jnp.isfinite(power))
+  bad = _xla.any_nonfinite_computed(leaves)
+  if axis_name is None:
+    return bad
+  return across([bad.astype(jnp.float32)], "max", axis_name)[0] > 0
 
 
 def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:

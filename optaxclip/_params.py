@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,6 +54,7 @@ def clip_params(
   max_value: _validation.ThresholdOrSchedule,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "clip_params",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Weight clipping: changes the update so the new weights stay in range.
@@ -70,6 +73,10 @@ def clip_params(
     max_value: the upper bound :math:`b \ge a`.
     nonfinite: ``"zero"`` (default), ``"propagate"`` or ``"error"``, for
       non-finite updates.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the updates and parameters are
+      split; norms and statistics are then reduced across it, each leaf
+      over the axes it varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -100,7 +107,7 @@ def clip_params(
     p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     lo = _validation.resolve(min_value, prev.step)
     hi = _validation.resolve(max_value, prev.step)
-    finite = jnp.logical_not(_norms.any_nonfinite(leaves))
+    finite = jnp.logical_not(_norms.any_nonfinite(leaves, axis_name=axis_name))
     _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step)
     keep = _scaling.keep_mask(finite, nonfinite)
     out, new_w = [], []
@@ -110,7 +117,9 @@ def clip_params(
       new_w.append(w)
       y = (jnp.clip(w, lo, hi) - p.astype(c)).astype(u.dtype)
       out.append(y if keep is None else jnp.where(keep, y, 0).astype(u.dtype))
-    frac = _norms.count_where(new_w, lambda w: (w < lo) | (w > hi))
+    frac = _norms.count_where(
+      new_w, lambda w: (w < lo) | (w > hi), axis_name=axis_name
+    )
     return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
       finite=finite,
@@ -140,6 +149,7 @@ def max_norm_constraint(
   *,
   axis: int | tuple[int, ...] | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "max_norm_constraint",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Max-norm weight constraint: rescales units whose new norm is too large.
@@ -163,6 +173,12 @@ def max_norm_constraint(
       axis must be valid for every leaf's rank (``-rank <= a < rank``, no
       repeats); it never wraps around.
     nonfinite: ``"zero"`` (default), ``"propagate"`` or ``"error"``.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map`. Unit-wise norms are exact there only for
+      leaves (updates and parameters) replicated along it: ``shard_map``'s
+      types say that a leaf is split, not along which dimension, so a
+      split leaf raises ``ValueError``. Split leaves work under
+      :func:`jax.jit` with ``NamedSharding``, where XLA reduces them.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -193,6 +209,7 @@ def max_norm_constraint(
     _validation.check_leaves(leaves, fn)
     p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     _shapes.check_unit_axes(fn, axis, leaves, treedef)
+    _norms.check_unsplit([*leaves, *p_leaves], axis_name, fn)
     c = _validation.resolve(max_norm, prev.step)
     out, factors, clipped, powers = [], [], [], []
     for u, p in zip(leaves, p_leaves):

@@ -174,6 +174,7 @@ def clip_spikes(
   beta2: jax.typing.ArrayLike = 0.999,
   warmup_steps: jax.typing.ArrayLike = 20,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "clip_spikes",
 ) -> optax.GradientTransformationExtraArgs:
   r"""SPAM's spike-aware clipping: each element against its own history.
@@ -220,6 +221,10 @@ def clip_spikes(
     nonfinite: policy for a non-finite gradient norm: ``"zero"``
       (default), ``"propagate"`` or ``"error"``. A non-finite step never
       enters :math:`v` nor the warm-up count.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the gradients are split; norms and
+      statistics are then reduced across it, each leaf over the axes it
+      varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -276,7 +281,7 @@ def clip_spikes(
     )
     prev = _stats.unnamed(state.stats)
     theta = _validation.resolve(threshold, prev.step)
-    norm = _norms.root(_norms.global_power(leaves, 2), 2)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
     # A run-time threshold that is negative or NaN makes a bad step.
     finite = _scaling.good_step(jnp.isfinite(norm), theta)
     _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step, theta)
@@ -303,9 +308,13 @@ def clip_spikes(
       factors.append(
         jnp.where(over, bound / jnp.where(over, jnp.abs(g_), 1), 1)
       )
-    norm_after = _norms.root(_norms.global_power(out, 2), 2) if out else 0.0
-    frac = _stats.fraction_true(flags)
-    scale = _stats.min_factor(factors)
+    norm_after = (
+      _norms.root(_norms.global_power(out, 2, axis_name=axis_name), 2)
+      if out
+      else 0.0
+    )
+    frac = _stats.fraction_true(flags, axis_name)
+    scale = _stats.min_factor(factors, axis_name)
     if keep is not None:
       frac = jnp.where(keep, frac, 1.0)
       scale = jnp.where(keep, scale, 0.0)
@@ -380,6 +389,7 @@ def stable_spam_clip(
   *,
   eps: jax.typing.ArrayLike = 1e-8,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "stable_spam_clip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Stable-SPAM's AdaClip and AdaGN, leaf by leaf, as one transformation.
@@ -432,6 +442,10 @@ def stable_spam_clip(
     nonfinite: policy for a non-finite gradient norm: ``"zero"``
       (default), ``"propagate"`` or ``"error"``. A non-finite step never
       enters the EMAs nor the count.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the gradients are split; norms and
+      statistics are then reduced across it, each leaf over the axes it
+      varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -491,7 +505,7 @@ def stable_spam_clip(
         prev, finite=jnp.array(True), norm_before=0.0, norm_after=0.0
       )
       return updates, state._replace(stats=_stats.named(name, stats))
-    norm = _norms.root(_norms.global_power(leaves, 2), 2)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
     norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
@@ -500,7 +514,9 @@ def stable_spam_clip(
     th, g1, g2 = (jnp.asarray(x, f32) for x in (theta, gamma1, gamma2))
 
     # AdaClip: bias-corrected EMA of each leaf's largest magnitude.
-    peak = _norms.stack_scalars(_norms.leaf_powers(leaves, "inf"), f32)
+    peak = _norms.stack_scalars(
+      _norms.leaf_powers(leaves, "inf", axis_name=axis_name), f32
+    )
     max_ema = th * state.max_ema + _one_minus(theta, f32) * peak
     max_hat = max_ema / _bias_correction(theta, t, f32)
     over_leaf = peak > max_hat
@@ -515,7 +531,9 @@ def stable_spam_clip(
       clipped.append(jnp.where(over, g_ * r.astype(g_.dtype), g_))
 
     # AdaGN: rescale each leaf to the bias-corrected ratio c.
-    power = _norms.stack_scalars(_norms.leaf_powers(clipped, 2), f32)
+    power = _norms.stack_scalars(
+      _norms.leaf_powers(clipped, 2, axis_name=axis_name), f32
+    )
     cnorm = _norms.root(power, 2)
     norm_ema = g1 * state.norm_ema + _one_minus(gamma1, f32) * cnorm
     sq_norm_ema = g2 * state.sq_norm_ema + _one_minus(gamma2, f32) * power
@@ -533,7 +551,7 @@ def stable_spam_clip(
 
     norm_after = _norms.root(jnp.sum(jnp.where(nonzero, c**2, 0)), 2)
     scale = jnp.min(gain * ratio)
-    frac = _stats.fraction_true(flags)
+    frac = _stats.fraction_true(flags, axis_name)
     if keep is not None:
       norm_after = jnp.where(keep, norm_after, 0.0)
       scale = jnp.where(keep, scale, 0.0)
@@ -669,6 +687,7 @@ def skip_on_spike(
   watch: Sequence[str] = ("grad_norm", "loss"),
   max_consecutive_skips: int | None = None,
   check_updates: bool = False,
+  axis_name: Any = None,
   name: str = "skip_on_spike",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Skips a whole step when the gradient norm or the loss spikes.
@@ -731,6 +750,10 @@ def skip_on_spike(
       although its gradients and loss are (static; see
       :func:`skip_nonfinite`). Off by default: the decision then needs
       only the gradients' norm and the loss, as in the references.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the gradients are split; norms and
+      statistics are then reduced across it, each leaf over the axes it
+      varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of its statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -839,7 +862,9 @@ def skip_on_spike(
     sigma = _validation.resolve(sigma_factor, prev.step)
     nan = jnp.full([], jnp.nan, f32)
 
-    norm = _range.state_norm(_norms.root(_norms.global_power(leaves, 2), 2))
+    norm = _range.state_norm(
+      _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+    )
     norm = norm.astype(f32)
     # A run-time sigma_factor that is negative or NaN skips (and counts) the
     # step, as a non-finite one does.
@@ -884,6 +909,7 @@ def skip_on_spike(
       params,
       extra_args,
       check_updates=check_updates,
+      axis_name=axis_name,
     )
     accept = jnp.logical_not(skipped)
     norm_window, norm_count, norm_pos = (

@@ -18,7 +18,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from optaxclip import _norms
@@ -199,21 +198,29 @@ def unnamed(mapping: Mapping[str, Any]) -> Any:
   return value
 
 
-def min_factor(factors: Sequence[jax.Array]) -> jax.Array:
-  """Smallest element over a list of factor arrays, as float32 (1 if none)."""
+def min_factor(factors: Sequence[jax.Array], axis_name=None) -> jax.Array:
+  """Smallest element over a list of factor arrays, as float32 (1 if none).
+
+  With ``axis_name``, over all devices (see :func:`_norms.across`).
+  """
   if not factors:
     return jnp.ones([], jnp.float32)
+  mins = [jnp.min(f, initial=1) for f in factors]
   return jnp.min(
-    _norms.stack_scalars([jnp.min(f, initial=1) for f in factors], jnp.float32)
+    _norms.stack_scalars(_norms.across(mins, "min", axis_name), jnp.float32)
   )
 
 
-def fraction_true(flags: Sequence[jax.Array]) -> jax.Array:
-  """Fraction of True elements over a list of boolean arrays (float32)."""
-  n = sum(int(np.prod(jnp.shape(f))) for f in flags)
+def fraction_true(flags: Sequence[jax.Array], axis_name=None) -> jax.Array:
+  """Fraction of True elements over a list of boolean arrays (float32).
+
+  With ``axis_name``, over all devices (see :func:`_norms.global_size`).
+  """
+  n = _norms.global_size(flags, axis_name)
   if n == 0:
     return jnp.zeros([], jnp.float32)
-  hits = _norms.stack_scalars([jnp.sum(f, dtype=jnp.float32) for f in flags])
+  hits = [jnp.sum(f, dtype=jnp.float32) for f in flags]
+  hits = _norms.stack_scalars(_norms.across(hits, "sum", axis_name))
   return jnp.sum(hits) / n
 
 

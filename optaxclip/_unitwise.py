@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -38,6 +40,7 @@ def adaptive_grad_clip(
   eps: jax.typing.ArrayLike = 1e-3,
   axis: int | tuple[int, ...] | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "adaptive_grad_clip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Unit-wise adaptive gradient clipping (AGC), relative to the weights.
@@ -72,6 +75,12 @@ def adaptive_grad_clip(
       repeats); it never wraps around.
     nonfinite: policy for non-finite gradients: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map`. Unit-wise norms are exact there only for
+      leaves (updates and parameters) replicated along it: ``shard_map``'s
+      types say that a leaf is split, not along which dimension, so a
+      split leaf raises ``ValueError``. Split leaves work under
+      :func:`jax.jit` with ``NamedSharding``, where XLA reduces them.
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -105,6 +114,7 @@ def adaptive_grad_clip(
     _validation.check_leaves(leaves, fn)
     p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     _shapes.check_unit_axes(fn, axis, leaves, treedef)
+    _norms.check_unsplit([*leaves, *p_leaves], axis_name, fn)
     lam = _validation.resolve(clipping, prev.step)
     factors, clipped, total, after = [], [], [], []
     for g, p in zip(leaves, p_leaves):

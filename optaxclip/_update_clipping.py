@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from typing import NamedTuple
 
 import jax
@@ -56,6 +57,7 @@ def clippy(
   absolute: _validation.ThresholdOrSchedule = 1e-7,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
+  axis_name: Any = None,
   name: str = "clippy",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clippy: shrinks each leaf's update so no weight moves too far.
@@ -93,6 +95,10 @@ def clippy(
       does not depend on the weight, so weights at zero can move.
     nonfinite: policy for non-finite updates: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the updates and parameters are
+      split; norms and statistics are then reduced across it, each leaf
+      over the axes it varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -153,7 +159,9 @@ def clippy(
       return updates, ClippyState(state.factors, _stats.named(name, stats))
     rel = _validation.resolve(relative, prev.step)
     abs_ = _validation.resolve(absolute, prev.step)
-    powers = _norms.stack_scalars(_norms.leaf_powers(leaves, 2))
+    powers = _norms.stack_scalars(
+      _norms.leaf_powers(leaves, 2, axis_name=axis_name)
+    )
     total = _norms.combine(powers, 2)
     norm = _norms.root(total, 2)
     finite = _scaling.good_step(jnp.isfinite(total), rel, abs_)
@@ -174,6 +182,7 @@ def clippy(
       # In the leaf's precision: a float32 factor would underflow to 0 for
       # float64 updates far larger than their weights (1e100 against 1).
       f = jnp.minimum(1, jnp.min(ratio, initial=1))
+      (f,) = _norms.across([f], "min", axis_name)
       factors.append(
         f if keep is not None else _scaling.nan_unless_valid(f, rel, abs_)
       )

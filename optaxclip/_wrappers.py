@@ -102,6 +102,7 @@ def guarded_update(
   extra_args: dict[str, Any],
   *,
   check_updates: bool,
+  axis_name: Any = None,
 ) -> tuple[Any, Any, jax.Array, jax.Array]:
   """Runs ``inner`` unless a step must be skipped; the skip machinery.
 
@@ -122,6 +123,8 @@ def guarded_update(
     check_updates: also skip when the inner step's updates are not finite
       (static). They are then computed once more before the state is
       chosen, and checked with :func:`_norms.any_nonfinite`.
+    axis_name: mapped axes (``shard_map``) over which that check is made,
+      so that every device skips the same steps.
 
   Returns:
     ``(updates, inner_state, skipped, bad_updates)``; ``bad_updates``
@@ -141,7 +144,9 @@ def guarded_update(
     )
     out_leaves = jax.tree.leaves(trial)
     _validation.check_leaves(out_leaves, "skip wrapper")
-    bad_out = _norms.any_nonfinite(out_leaves, computed=True)
+    bad_out = _norms.any_nonfinite(
+      out_leaves, computed=True, axis_name=axis_name
+    )
     skipped = jnp.logical_or(skip_before, bad_out)
   # The mask reads every leaf's norm: computed once (see `compute_once`).
   (skipped,) = _scaling.compute_once(skipped)
@@ -164,6 +169,7 @@ def skip_nonfinite(
   inner: optax.GradientTransformation,
   *,
   check_updates: bool = True,
+  axis_name: Any = None,
   name: str = "skip_nonfinite",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Skips a whole step, inner state included, when anything is NaN/Inf.
@@ -212,6 +218,10 @@ def skip_nonfinite(
     check_updates: also skip a step whose gradients are finite but whose
       inner updates are not (for example Adam in float16 whose ``eps``
       rounds to 0), static. With False only the gradients are checked.
+    axis_name: a mapped axis name, or a tuple of names, under
+      :func:`jax.shard_map` across which the gradients are split; norms and
+      statistics are then reduced across it, each leaf over the axes it
+      varies along (see :func:`optaxclip.clip_by_global_norm`).
     name: key of its statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -256,7 +266,9 @@ def skip_nonfinite(
   def update_fn(updates, state, params=None, **extra_args):
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, "skip_nonfinite")
-    in_norm = _norms.root(_norms.global_power(leaves, 2), 2)
+    in_norm = _norms.root(
+      _norms.global_power(leaves, 2, axis_name=axis_name), 2
+    )
     bad_in = ~jnp.isfinite(in_norm)
     new_updates, inner_state, skipped, _ = guarded_update(
       inner,
@@ -266,6 +278,7 @@ def skip_nonfinite(
       params,
       extra_args,
       check_updates=check_updates,
+      axis_name=axis_name,
     )
     new = next_skip_stats(
       _stats.unnamed(state.stats),

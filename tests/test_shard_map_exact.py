@@ -4,18 +4,16 @@
 
 Issue 16, item 1: a strategy given ``axis_name`` must give the single-device
 result whether a leaf is split along the axis, replicated along it, or both
-in one tree. Today every leaf's partial norm is ``psum``-med, so a
-replicated leaf is counted once per device, and most strategies take no
-``axis_name`` at all. The failing combinations are marked
-``xfail(strict=True)``: the fix (reduction axes per leaf from
-``jax.typeof(x).manual_axis_type.varying``) turns them into passes, and
-strictness then asks for the marks to be removed.
+in one tree. Each leaf's partial norm is reduced only over the axes it
+varies along (``jax.typeof(x).manual_axis_type.varying``). The unit-wise
+strategies (``adaptive_grad_clip``, ``max_norm_constraint``) raise on a
+split leaf, since the types do not say which dimension is split: those
+cases stay ``xfail(strict=True, raises=ValueError)``.
 
-Confirmed on jax 0.10.2 with 8 fake CPU devices: weights (64, 32) split
+Before the fix, on jax 0.10.2 with 8 fake CPU devices: weights (64, 32) split
 ``P("d", None)``, bias (32,) replicated, ``rng = default_rng(0)`` standard
-normals: ``clip_by_global_norm(1.0, axis_name="d")`` reports 47.3675, the
-true norm is 45.5955, and 47.3675 is exactly the norm with the bias counted
-8 times.
+normals: ``clip_by_global_norm(1.0, axis_name="d")`` reported 47.3675 (the
+bias counted 8 times); the true norm, reported now, is 45.5955.
 """
 
 import jax
@@ -73,6 +71,11 @@ STRATEGIES = {
     ),
     False,
   ),
+  "clip_by_value": (lambda **a: optaxclip.clip_by_value(0.5, **a), False),
+  "clip_params": (
+    lambda **a: optaxclip.clip_params(-0.3, 0.3, **a),
+    True,
+  ),
   "skip_nonfinite": (
     lambda **a: optaxclip.skip_nonfinite(optax.sgd(0.1), **a),
     False,
@@ -87,6 +90,15 @@ HAS_AXIS_NAME = {
   "zclip",
   "adagc",
   "monitor_norms",
+  "clip_by_layer",
+  "clip_spikes",
+  "stable_spam_clip",
+  "clippy",
+  "skip_on_spike",
+  "skip_nonfinite",
+  "clip_by_block_rms",
+  "clip_by_value",
+  "clip_params",
 }
 
 # Layouts of the tree {w: (16, 8), b: (8,), s: ()} on a 1-D mesh "x".
@@ -103,10 +115,15 @@ LAYOUTS = {
 }
 
 
+# Unit-wise strategies: a leaf split under shard_map raises (the types say
+# that it is split, not along which dimension); replicated leaves are exact.
+UNSPLIT_ONLY = {"adaptive_grad_clip", "max_norm_constraint"}
+
+
 def _passes_today(name, layout):
-  if name not in HAS_AXIS_NAME:
-    return False
-  return layout == "sharded"
+  if name in UNSPLIT_ONLY:
+    return layout == "replicated"
+  return name in HAS_AXIS_NAME
 
 
 def _tree(rng, keys):
@@ -128,8 +145,9 @@ CASES = [
     if _passes_today(name, layout)
     else pytest.mark.xfail(
       strict=True,
-      reason="issue 16 item 1: replicated leaves are psum-med once per "
-      "device, or the strategy takes no axis_name",
+      raises=ValueError,
+      reason="issue 16 item 1: unit-wise norms of a leaf split under "
+      "shard_map need the split dimension (raises ValueError)",
     ),
     id=f"{name}-{layout}",
   )
@@ -186,3 +204,23 @@ def test_shard_map_matches_one_device(name, layout, mesh, mesh2d, rng):
     np.testing.assert_allclose(
       got_stats[k], want_stats[k], rtol=rtol, equal_nan=True, err_msg=k
     )
+
+
+def test_check_vma_false_raises(mesh, rng):
+  """Without vma types a replicated leaf looks split: a clear error."""
+  specs = {"w": P("x", None), "b": P()}
+  g = _tree(rng, specs)
+
+  def local(g):
+    tx = optaxclip.clip_by_global_norm(1.0, axis_name="x")
+    return tx.update(g, tx.init(g))[0]
+
+  put = jax.tree.map(
+    lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), g, specs
+  )
+  with jax.set_mesh(mesh):
+    f = jax.shard_map(
+      local, in_specs=(specs,), out_specs=specs, check_vma=False
+    )
+    with pytest.raises(ValueError, match="check_vma=True"):
+      jax.jit(f)(put)
