@@ -124,6 +124,34 @@ def make_cell(
   return nnx.GRUCell(in_features, hidden, rngs=rngs)
 
 
+def bidirectional_layers(
+  cell: str,
+  d_in: int,
+  hidden: int,
+  layers: int,
+  norm: str = "none",
+  *,
+  rngs: nnx.Rngs,
+) -> nnx.List:
+  """A stack of ``layers`` bidirectional RNNs (forward and reverse cells).
+
+  The first layer reads ``d_in`` features, the others the ``2 * hidden``
+  outputs of the layer below; outputs keep the input's time order.
+  """
+  out = nnx.List()
+  for i in range(layers):
+    d = d_in if i == 0 else 2 * hidden
+    fwd = nnx.RNN(make_cell(cell, d, hidden, norm, rngs=rngs), rngs=False)
+    bwd = nnx.RNN(
+      make_cell(cell, d, hidden, norm, rngs=rngs),
+      reverse=True,
+      keep_order=True,
+      rngs=False,
+    )
+    out.append(nnx.Bidirectional(fwd, bwd, rngs=False))
+  return out
+
+
 def zeros_carry(cell: str, batch_shape: tuple[int, ...], hidden: int) -> Any:
   """The zero state of one cell for inputs of batch shape ``batch_shape``."""
   shape = (*batch_shape, hidden)

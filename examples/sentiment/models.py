@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from examples.common.rnn import make_cell
+from examples.common.rnn import bidirectional_layers
 from examples.common.rnn import zeros_carry
 
 
@@ -54,17 +54,9 @@ class BiRNNClassifier(nnx.Module):
   ):
     self.cell_kind, self.hidden, self.dropout = cell, hidden, dropout
     self.embed = nnx.Embed(vocab, embed, rngs=rngs)
-    self.layers = nnx.List()
-    for i in range(layers):
-      d_in = embed if i == 0 else 2 * hidden
-      fwd = nnx.RNN(make_cell(cell, d_in, hidden, norm, rngs=rngs), rngs=False)
-      bwd = nnx.RNN(
-        make_cell(cell, d_in, hidden, norm, rngs=rngs),
-        reverse=True,
-        keep_order=True,
-        rngs=False,
-      )
-      self.layers.append(nnx.Bidirectional(fwd, bwd, rngs=False))
+    self.layers = bidirectional_layers(
+      cell, embed, hidden, layers, norm, rngs=rngs
+    )
     self.hidden_layer = nnx.Linear(4 * hidden, hidden, rngs=rngs)
     self.out = nnx.Linear(hidden, classes, rngs=rngs)
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from examples.common.rnn import make_cell
+from examples.common.rnn import bidirectional_layers
 from examples.common.rnn import zeros_carry
 
 
@@ -57,17 +57,9 @@ class CTCModel(nnx.Module):
     self.cell_kind, self.hidden = cell, hidden
     self.stride, self.dropout = stride, dropout
     self.proj = nnx.Linear(n_mels * stride, hidden, rngs=rngs)
-    self.layers = nnx.List()
-    for i in range(layers):
-      d_in = hidden if i == 0 else 2 * hidden
-      fwd = nnx.RNN(make_cell(cell, d_in, hidden, norm, rngs=rngs), rngs=False)
-      bwd = nnx.RNN(
-        make_cell(cell, d_in, hidden, norm, rngs=rngs),
-        reverse=True,
-        keep_order=True,
-        rngs=False,
-      )
-      self.layers.append(nnx.Bidirectional(fwd, bwd, rngs=False))
+    self.layers = bidirectional_layers(
+      cell, hidden, hidden, layers, norm, rngs=rngs
+    )
     self.out = nnx.Linear(2 * hidden, classes, rngs=rngs)
 
   def steps(self, frames):
