@@ -144,6 +144,10 @@ FLOORS: dict[str, Floor] = {
   # Per-tensor norms: the same one pass, one factor per tensor.
   "clip_by_tensor_norm": Floor(passes=1),
   "adagc": Floor(passes=1),
+  "optax.clip_by_block_rms": Floor(passes=1),
+  # Per-layer norms: one pass too (a group's norm sums its leaves' powers).
+  "clip_by_layer_rules": Floor(passes=1),
+  "clip_by_layer_group": Floor(passes=1),
   # SPAM keeps its own EMA v of g^2 and decides element by element: one
   # full-size state read and written, in the same pass as the gradient read.
   "clip_spikes": Floor(states=1),
@@ -352,6 +356,15 @@ def _strategy_variants(module: ModuleType = optaxclip) -> list[Variant]:
       names.add(v.name)
   known = {_baseline.rebind(c.factory, module) for c in cases}
   out += [v for v in _argless_factories(known, module) if v.name not in names]
+  if module is optaxclip:
+    # Optax's own per-tensor clip (by RMS rather than norm): what a plain
+    # ``jax.tree.map`` implementation of per-tensor clipping costs.
+    out.append(
+      Variant(
+        "optax.clip_by_block_rms",
+        lambda: optax.chain(optax.clip_by_block_rms(1.0), _adam()),
+      )
+    )
   return out
 
 

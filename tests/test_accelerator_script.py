@@ -167,11 +167,16 @@ def test_baseline_loads_the_package_at_a_ref_side_by_side(scripts):
     and not v.name.startswith((base_mod.PREFIX, "optax."))
   ]
   assert len(mine) >= 20
+  optax_refs = [v for v in variants if v.name.startswith("optax.")]
+  assert len(optax_refs) == 2  # clip_by_global_norm and clip_by_block_rms
   assert (
     len(variants)
     == len(by)
-    == 1 + 1 + 2 * len(mine) + sum(v.stage == "floor" for v in variants)
-  )  # Adam alone, optax's clip, ours and their twins, the floors
+    == 1
+    + len(optax_refs)
+    + 2 * len(mine)
+    + sum(v.stage == "floor" for v in variants)
+  )  # Adam alone, optax's clips, ours and their twins, the floors
   for v in mine:
     twin = by.get(base_mod.PREFIX + v.name)
     assert twin is not None and twin.floor == v.floor, v.name
