@@ -243,15 +243,23 @@ def _spec_dims(
   """The axes of ``axes`` splitting each dimension of ``x``, per its spec."""
   mesh = jax.sharding.get_abstract_mesh()
   known = set(axes) | set(() if mesh.empty else mesh.axis_names)
+  pending = [a for a in axes if a in getattr(spec, "unreduced", ())]
+  if pending:
+    raise ValueError(
+      f"optaxclip.{fn}: partition_specs says the leaf {where} is unreduced "
+      f"along {pending!r} (partial sums); its norm is not defined until it "
+      "is reduced (jax.lax.psum)."
+    )
   ndim = jnp.ndim(x)
-  if len(spec) > ndim:
+  entries = tuple(getattr(spec, "partitions", spec))
+  if len(entries) > ndim:
     raise ValueError(
       f"optaxclip.{fn}: partition_specs gives the leaf {where} the spec "
-      f"{spec} of {len(spec)} dimensions, but the leaf has rank {ndim} "
+      f"{spec} of {len(entries)} dimensions, but the leaf has rank {ndim} "
       f"(shape {jnp.shape(x)})."
     )
   dims = []
-  for entry in (*spec, *(None,) * (ndim - len(spec))):
+  for entry in (*entries, *(None,) * (ndim - len(entries))):
     names = () if entry is None else entry
     names = names if isinstance(names, tuple) else (names,)
     unknown = [a for a in names if a not in known]
@@ -262,13 +270,6 @@ def _spec_dims(
         f"{axes!r} nor an axis of the mesh {sorted(known - set(axes))}."
       )
     dims.append(tuple(a for a in axes if a in names))
-  pending = [a for a in axes if a in getattr(spec, "unreduced", ())]
-  if pending:
-    raise ValueError(
-      f"optaxclip.{fn}: partition_specs says the leaf {where} is unreduced "
-      f"along {pending!r} (partial sums); its norm is not defined until it "
-      "is reduced (jax.lax.psum)."
-    )
   return tuple(dims)
 
 

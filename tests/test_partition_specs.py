@@ -26,7 +26,6 @@ dimension their units reduce over (``sharded``; ``w`` on ``"data"`` in
 import inspect
 
 import jax
-import numpy as np
 import pytest
 from conformance import REGISTRY
 from jax.sharding import PartitionSpec as P
@@ -72,9 +71,7 @@ def _run_all(layout, mesh, mesh2d, rng, check_vma):
   def local(g0, g1, p):
     out = {}
     for name in names:
-      u, s = two_steps(
-        name, (g0, g1), p, axis_name=axes, partition_specs=given
-      )
+      u, s = two_steps(name, (g0, g1), p, axis_name=axes, partition_specs=given)
       # Each device's statistics, to check that all devices agree.
       out[name] = (u, jax.tree.map(lambda v: v[None], s))
     return out
@@ -85,7 +82,7 @@ def _run_all(layout, mesh, mesh2d, rng, check_vma):
       jax.shard_map(
         local,
         in_specs=(specs, specs, specs),
-        out_specs={n: (specs, every_device) for n in names},
+        out_specs=dict.fromkeys(names, (specs, every_device)),
         check_vma=check_vma,
       )
     )(*(put(mesh, t, specs) for t in (*grads, params)))
@@ -101,9 +98,87 @@ def test_check_vma_false_with_specs_matches_one_device(
   _run_all(layout, mesh, mesh2d, rng, check_vma=False)
 
 
-@pytest.mark.parametrize("layout", ["tensor_parallel", "mixed_2d"])
-def test_check_vma_true_with_specs_matches_one_device(
-  layout, mesh, mesh2d, rng
+def test_check_vma_true_with_specs_matches_one_device(mesh, mesh2d, rng):
+  # The specs agree with the types (checked): the same results, unit-wise
+  # included, on the layout with both kinds of split on two axes.
+  _run_all("mixed_2d", mesh, mesh2d, rng, check_vma=True)
+
+
+SPECS = {"w": P("x", None), "b": P()}
+
+
+def _trace(mesh, rng, make, given, check_vma, entered=SPECS, params=False):
+  """Traces ``make().update`` inside shard_map (in_specs ``entered``)."""
+  g = _tree(rng, entered)
+
+  def local(g):
+    tx = make(axis_name="x", partition_specs=given)
+    return tx.update(g, tx.init(g), g if params else None)[0]
+
+  with jax.set_mesh(mesh):
+    f = jax.shard_map(
+      local, in_specs=(entered,), out_specs=entered, check_vma=check_vma
+    )
+    return jax.jit(f).trace(put(mesh, g, entered))
+
+
+def _global(**kwargs):
+  return optaxclip.clip_by_global_norm(1.0, **kwargs)
+
+
+def _agc(**kwargs):
+  return optaxclip.adaptive_grad_clip(0.1, **kwargs)
+
+
+@pytest.mark.parametrize(
+  "b_entered,b_said,said,typed",
+  [(P("x"), P(), r"\[\]", r"\['x'\]"), (P(), P("x"), r"\['x'\]", r"\[\]")],
+  ids=["split-said-replicated", "replicated-said-split"],
+)
+def test_specs_contradicting_the_types_raise(
+  mesh, rng, b_entered, b_said, said, typed
 ):
-  # The specs agree with the types: the same results, unit-wise included.
-  _run_all(layout, mesh, mesh2d, rng, check_vma=True)
+  entered = {"w": P("x", None), "b": b_entered}
+  given = {"w": P("x", None), "b": b_said}
+  match = f"leaf 'b' is split along {said} of .* varies along {typed}"
+  with pytest.raises(ValueError, match=match):
+    _trace(mesh, rng, _global, given, check_vma=True, entered=entered)
+
+
+def test_check_vma_false_without_specs_asks_for_them(mesh, rng):
+  with pytest.raises(ValueError, match="check_vma=False needs partition_"):
+    _trace(mesh, rng, _global, None, check_vma=False)
+
+
+def test_unit_wise_split_leaf_without_specs_asks_for_them(mesh, rng):
+  # check_vma=True: the types say that "w" is split, not along which dim.
+  with pytest.raises(ValueError, match="Pass partition_specs="):
+    _trace(mesh, rng, _agc, None, check_vma=True, params=True)
+
+
+@pytest.mark.parametrize(
+  "given,match",
+  [
+    ({"w": P("x", None)}, "not a tree prefix of the updates"),
+    ({"w": P("x", None), "b": P(None, "x")}, "leaf 'b' the spec .* rank 1"),
+    ({"w": P("y", None), "b": P()}, "leaf 'w' the spec .* names 'y'"),
+    (
+      {"w": P("x", None), "b": P(unreduced={"x"})},
+      r"leaf 'b' is unreduced along \['x'\]",
+    ),
+  ],
+  ids=["tree", "rank", "axis", "unreduced"],
+)
+@pytest.mark.parametrize("check_vma", [False, True])
+def test_bad_specs_raise_naming_the_leaf(mesh, rng, given, match, check_vma):
+  with pytest.raises(ValueError, match=match):
+    _trace(mesh, rng, _global, given, check_vma=check_vma)
+
+
+def test_specs_checked_when_made():
+  with pytest.raises(ValueError, match="needs axis_name"):
+    optaxclip.clip_by_global_norm(1.0, partition_specs=P())
+  with pytest.raises(ValueError, match="at 'b' it has 'x'"):
+    optaxclip.zclip(axis_name="x", partition_specs={"w": P(), "b": "x"})
+  with pytest.raises(ValueError, match=r"at 'b' it has None .* P\(\)"):
+    optaxclip.autoclip(axis_name="x", partition_specs={"w": P(), "b": None})
