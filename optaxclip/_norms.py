@@ -242,7 +242,8 @@ def _spec_dims(
 ) -> tuple[tuple[Any, ...], ...]:
   """The axes of ``axes`` splitting each dimension of ``x``, per its spec."""
   mesh = jax.sharding.get_abstract_mesh()
-  known = set(axes) | set(() if mesh.empty else mesh.axis_names)
+  mesh_axes = () if mesh.empty else tuple(mesh.axis_names)
+  known = set(axes) | set(mesh_axes)
   pending = [a for a in axes if a in getattr(spec, "unreduced", ())]
   if pending:
     raise ValueError(
@@ -267,7 +268,7 @@ def _spec_dims(
       raise ValueError(
         f"optaxclip.{fn}: partition_specs gives the leaf {where} the spec "
         f"{spec}, which names {unknown[0]!r}: neither in axis_name="
-        f"{axes!r} nor an axis of the mesh {sorted(known - set(axes))}."
+        f"{axes!r} nor an axis of the mesh ({mesh_axes})."
       )
     dims.append(tuple(a for a in axes if a in names))
   return tuple(dims)
@@ -302,9 +303,10 @@ def layout(axis_name, partition_specs: Any, fn: str, tree: Any, *others):
   try:
     specs = jax.tree.broadcast(partition_specs, tree, is_leaf=_is_spec)
   except ValueError as e:
+    msg = str(e).replace("broadcast_prefix prefix_tree", "partition_specs")
     raise ValueError(
       f"optaxclip.{fn}: partition_specs is not a tree prefix of the "
-      f"updates: {e}"
+      f"updates: {msg}"
     ) from None
   with_path = jax.tree.leaves_with_path(tree)
   spec_leaves = jax.tree.structure(tree).flatten_up_to(specs)
@@ -324,9 +326,9 @@ def layout(axis_name, partition_specs: Any, fn: str, tree: Any, *others):
         said = {a for a in claim if a in probe}
         if typed != said:
           raise ValueError(
-            f"optaxclip.{fn}: partition_specs says the leaf {where} is "
-            f"split along {sorted(said)} of {probe}, but inside shard_map "
-            f"its type varies along {sorted(typed)}: the spec does not "
+            f"optaxclip.{fn}: partition_specs has the leaf {where} split "
+            f"along {sorted(said)} (of {probe}), but inside shard_map its "
+            f"type varies along {sorted(typed)}: the spec does not "
             "describe the values. Pass the in_specs the updates entered "
             "shard_map with (a gradient of a replicated parameter is "
             "replicated under check_vma=True)."

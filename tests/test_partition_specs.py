@@ -140,7 +140,7 @@ def test_specs_contradicting_the_types_raise(
 ):
   entered = {"w": P("x", None), "b": b_entered}
   given = {"w": P("x", None), "b": b_said}
-  match = f"leaf 'b' is split along {said} of .* varies along {typed}"
+  match = f"leaf 'b' split along {said} .* varies along {typed}"
   with pytest.raises(ValueError, match=match):
     _trace(mesh, rng, _global, given, check_vma=True, entered=entered)
 
