@@ -165,8 +165,8 @@ def clip_by_global_norm(
       with spec ``P()``, or a data-parallel gradient already summed) is
       counted once; one ``psum`` per distinct set of axes. This needs
       ``shard_map``'s default ``check_vma=True``: with ``check_vma=False``
-      (or ``jax.pmap``) the types are not tracked and it raises
-      ``ValueError``. A leaf ``unreduced`` along the axes (partial sums)
+      the types are not tracked, and the layout must come from
+      ``partition_specs`` (without it, ``ValueError``). A leaf ``unreduced`` along the axes (partial sums)
       raises too: reduce it first. An axis that is not a ``shard_map``
       axis (``jax.vmap``'s ``axis_name``) counts every leaf as split. Not
       needed under ``jit`` with sharded arrays, where XLA does it.

@@ -181,11 +181,12 @@ def max_norm_constraint(
       repeats); it never wraps around.
     nonfinite: ``"zero"`` (default), ``"propagate"`` or ``"error"``.
     axis_name: a mapped axis name, or a tuple of names, under
-      :func:`jax.shard_map`. Unit-wise norms are exact there only for
-      leaves (updates and parameters) replicated along it: ``shard_map``'s
-      types say that a leaf is split, not along which dimension, so a
-      split leaf raises ``ValueError``. Split leaves work under
-      :func:`jax.jit` with ``NamedSharding``, where XLA reduces them.
+      :func:`jax.shard_map`. ``shard_map``'s types say that a leaf is
+      split, not along which dimension: a leaf (update or parameter) split
+      along it needs ``partition_specs`` (without, ``ValueError``); a unit
+      spanning a split dimension is then reduced across devices, one in a
+      split dimension it does not span is not. Replicated leaves need
+      nothing. Under :func:`jax.jit` with ``NamedSharding`` XLA does it.
     partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
