@@ -166,8 +166,9 @@ def clip_by_global_norm(
       counted once; one ``psum`` per distinct set of axes. This needs
       ``shard_map``'s default ``check_vma=True``: with ``check_vma=False``
       the types are not tracked, and the layout must come from
-      ``partition_specs`` (without it, ``ValueError``). A leaf ``unreduced`` along the axes (partial sums)
-      raises too: reduce it first. An axis that is not a ``shard_map``
+      ``partition_specs`` (without it, ``ValueError``). A leaf
+      ``unreduced`` along the axes (partial sums) raises too: reduce it
+      first. An axis that is not a ``shard_map``
       axis (``jax.vmap``'s ``axis_name``) counts every leaf as split. Not
       needed under ``jit`` with sharded arrays, where XLA does it.
     partition_specs: PARTITION_SPECS

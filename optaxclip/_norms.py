@@ -309,7 +309,8 @@ def layout(axis_name, partition_specs: Any, fn: str, tree: Any, *others):
       f"updates: {msg}"
     ) from None
   with_path = jax.tree.leaves_with_path(tree)
-  spec_leaves = jax.tree.structure(tree).flatten_up_to(specs)
+  treedef = jax.tree.structure(tree)
+  spec_leaves = treedef.flatten_up_to(specs)
   wheres = [repr(_paths.path_str(p) or "(root)") for p, _ in with_path]
   dims = tuple(
     _spec_dims(spec, x, where, axes, fn)
@@ -321,7 +322,7 @@ def layout(axis_name, partition_specs: Any, fn: str, tree: Any, *others):
   probe = _probe_axes(axes)
   if probe and _vma_tracked(probe):
     for t in (tree, *others):
-      for x, claim, where in zip(jax.tree.leaves(t), leaf_axes, wheres):
+      for x, claim, where in zip(treedef.flatten_up_to(t), leaf_axes, wheres):
         typed = {a for a in _varying_axes(x, axes) if a in probe}
         said = {a for a in claim if a in probe}
         if typed != said:
