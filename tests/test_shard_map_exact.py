@@ -7,8 +7,9 @@ result whether a leaf is split along the axis, replicated along it, or both
 in one tree. Each leaf's partial norm is reduced only over the axes it
 varies along (``jax.typeof(x).manual_axis_type.varying``). The unit-wise
 strategies (``adaptive_grad_clip``, ``max_norm_constraint``) raise on a
-split leaf, since the types do not say which dimension is split: those
-cases stay ``xfail(strict=True, raises=ValueError)``.
+split leaf here, since the types do not say which dimension is split: those
+cases are ``xfail(strict=True, raises=ValueError)``; given
+``partition_specs`` they are exact (``tests/test_partition_specs.py``).
 
 Before the fix, on jax 0.10.2 with 8 fake CPU devices: weights (64, 32) split
 ``P("d", None)``, bias (32,) replicated, ``rng = default_rng(0)`` standard
