@@ -202,12 +202,14 @@ def _sketch_percentile(cum, n, q, lowest, highest) -> jax.Array:
   integer leaves        ``TypeError`` naming the dtype
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def autoclip(
   percentile: jax.typing.ArrayLike = 10.0,
   *,
   window: int | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "autoclip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""AutoClip: clips to a percentile of the run's own gradient-norm history.
@@ -281,6 +283,7 @@ def autoclip(
       ``"error"`` raises. Such a norm is never recorded.
     axis_name: a mapped axis name (``shard_map``) over which the gradients
       are sharded; the norm is reduced across it.
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -307,6 +310,7 @@ def autoclip(
     2019
   """
   fn = "autoclip"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_name(name)
   _validation.check_threshold(
     percentile, "percentile", fn, allow_schedule=False, upper=100
@@ -349,7 +353,8 @@ def autoclip(
     )
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
-    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axes), 2)
     norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
@@ -481,6 +486,7 @@ class ZClipState(NamedTuple):
   bf16 / f16 leaves     norm accumulated in float32, output dtypes kept
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def zclip(
   alpha: jax.typing.ArrayLike = 0.97,
   z_thresh: jax.typing.ArrayLike = 2.5,
@@ -494,6 +500,7 @@ def zclip(
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "zclip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""ZClip: clips gradient-norm spikes detected by an EMA z-score.
@@ -562,6 +569,7 @@ def zclip(
     nonfinite: policy for a NaN/Inf norm: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
     axis_name: mapped axis to reduce the norm over (``shard_map``).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -583,6 +591,7 @@ def zclip(
     <https://arxiv.org/abs/2504.02507>`_, 2025
   """
   fn = "zclip"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_name(name)
   _validation.check_threshold(alpha, "alpha", fn, allow_schedule=False, upper=1)
   _validation.check_threshold(z_thresh, "z_thresh", fn, allow_schedule=False)
@@ -633,7 +642,8 @@ def zclip(
     )
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
-    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axes), 2)
     norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     x = jnp.where(finite, norm, 0).astype(jnp.float32)
@@ -770,6 +780,7 @@ class AdaGCState(NamedTuple):
   bf16 / f16 leaves     norms accumulated in float32, output dtypes kept
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def adagc(
   beta: jax.typing.ArrayLike = 0.98,
   lambda_abs: _validation.ThresholdOrSchedule = 1.0,
@@ -778,6 +789,7 @@ def adagc(
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "adagc",
 ) -> optax.GradientTransformationExtraArgs:
   r"""AdaGC: per-tensor clipping relative to an EMA of its own clipped norms.
@@ -853,6 +865,7 @@ def adagc(
     nonfinite: policy for a NaN/Inf norm (any leaf): ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
     axis_name: mapped axis to reduce the leaf norms over (``shard_map``).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -877,6 +890,7 @@ def adagc(
     Gradient Clipping <https://arxiv.org/abs/2502.11034>`_, 2025
   """
   fn = "adagc"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_name(name)
   _validation.check_threshold(beta, "beta", fn, allow_schedule=False, upper=1)
   _validation.check_threshold(lambda_abs, "lambda_abs", fn, positive=True)
@@ -913,7 +927,8 @@ def adagc(
           _stats.next_stats(prev, finite=jnp.array(True), norm_before=0.0),
         )
       )
-    powers = _norms.leaf_powers(leaves, 2, axis_name=axis_name)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
+    powers = _norms.leaf_powers(leaves, 2, axis_name=axes)
     powers = _norms.stack_scalars(powers)
     norms = _norms.root(powers, 2)
     total = _norms.combine(powers, 2)

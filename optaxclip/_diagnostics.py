@@ -234,12 +234,14 @@ def _group_leaves(paths: list[str], by: Any, fn: str):
   return list(index), group_of_leaf
 
 
+@_norms.documents_partition_specs
 def monitor_norms(
   *,
   by: Any = "leaf",
   ema: jax.typing.ArrayLike | None = None,
   ord: _validation.Ord | None = None,
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "monitor_norms",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Records gradient norms per leaf or per layer; updates pass unchanged.
@@ -288,6 +290,7 @@ def monitor_norms(
       turning it into an array.
     axis_name: a mapped axis name (``shard_map``) across which the updates
       are sharded; the norms are reduced across it.
+    partition_specs: PARTITION_SPECS
     name: key of this monitor's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -325,6 +328,7 @@ def monitor_norms(
     ===================== ==================================================
   """
   fn = "monitor_norms"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   by = _check_by(by, fn)
   if ema is not None:
     _validation.check_threshold(ema, "ema", fn, allow_schedule=False, upper=1.0)
@@ -368,7 +372,8 @@ def monitor_norms(
       )
     _validation.check_leaves(leaves, fn)
     if leaves:
-      per_leaf = _norms.leaf_powers(leaves, ord, axis_name=axis_name)
+      axes = _norms.layout(axis_name, partition_specs, fn, updates)
+      per_leaf = _norms.leaf_powers(leaves, ord, axis_name=axes)
       # Passed through unchanged, but tied to the norms (see `_norms.tie`).
       updates = jax.tree.unflatten(
         jax.tree.structure(updates), _norms.tie(leaves, per_leaf)

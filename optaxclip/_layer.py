@@ -13,6 +13,7 @@ import jax
 import numpy as np
 import optax
 
+from optaxclip import _norms
 from optaxclip import _paths
 from optaxclip import _scaling
 from optaxclip import _stats
@@ -69,6 +70,7 @@ def _prefix_groups(thresholds, updates, fn):
 
 
 @_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
+@_norms.documents_partition_specs
 def clip_by_layer(
   thresholds: Any,
   *,
@@ -77,6 +79,7 @@ def clip_by_layer(
   ord: _validation.Ord | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clip_by_layer",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clips with a different threshold per layer, chosen by parameter path.
@@ -123,6 +126,7 @@ def clip_by_layer(
       :func:`jax.shard_map` across which the gradients are split; norms and
       statistics are then reduced across it, each leaf over the axes it
       varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -147,6 +151,7 @@ def clip_by_layer(
     Array([0.1], dtype=float32)
   """
   fn = "clip_by_layer"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_choice(strategy, "strategy", fn, _STRATEGIES)
   ord = _validation.check_ord(ord, fn)
   _validation.check_nonfinite(nonfinite, fn)
@@ -185,6 +190,7 @@ def clip_by_layer(
     _validation.check_leaves(leaves, fn)
     groups, values = plan(updates)
     values = [_validation.resolve(v, prev.step) for v in values]
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
     return _scaling.clip_groups(
       updates,
       groups,
@@ -194,7 +200,7 @@ def clip_by_layer(
       policy=nonfinite,
       fn=fn,
       name=name,
-      axis_name=axis_name,
+      axis_name=axes,
     )
 
   base = _stats.stateless_clipper(name, apply)

@@ -34,11 +34,13 @@ from optaxclip import _validation
   integer leaves        ``TypeError`` naming the dtype
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def clip_by_value(
   max_delta: _validation.ThresholdOrSchedule,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clip_by_value",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clips every element of the updates to ``[-max_delta, max_delta]``.
@@ -61,6 +63,7 @@ def clip_by_value(
       cross-device reduction; only the non-finite check (so that every
       device zeroes the same step) and the ``clipped`` fraction are
       reduced across it.
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -82,6 +85,7 @@ def clip_by_value(
     <https://www.fit.vut.cz/study/phd-thesis/283/.en>`_, 2012
   """
   fn = "clip_by_value"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(max_delta, "max_delta", fn)
   _validation.check_nonfinite(nonfinite, fn)
 
@@ -90,7 +94,8 @@ def clip_by_value(
     leaves, treedef = jax.tree.flatten(updates)
     _validation.check_leaves(leaves, fn, allow_complex=False)
     delta = _validation.resolve(max_delta, prev.step)
-    finite = jnp.logical_not(_norms.any_nonfinite(leaves, axis_name=axis_name))
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
+    finite = jnp.logical_not(_norms.any_nonfinite(leaves, axis_name=axes))
     finite = _scaling.good_step(finite, delta)
     _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step, delta)
     keep = _scaling.keep_mask(finite, nonfinite)
@@ -105,7 +110,7 @@ def clip_by_value(
     frac = _norms.count_where(
       leaves,
       lambda x: jnp.abs(x) > jnp.asarray(delta, x.dtype),
-      axis_name=axis_name,
+      axis_name=axes,
     )
     return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
@@ -119,12 +124,14 @@ def clip_by_value(
 
 
 @_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
+@_norms.documents_partition_specs
 def clip_by_global_norm(
   max_norm: _validation.ThresholdOrSchedule,
   *,
   ord: _validation.Ord | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clip_by_global_norm",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Rescales the whole pytree so that its global norm is at most ``max_norm``.
@@ -158,11 +165,13 @@ def clip_by_global_norm(
       with spec ``P()``, or a data-parallel gradient already summed) is
       counted once; one ``psum`` per distinct set of axes. This needs
       ``shard_map``'s default ``check_vma=True``: with ``check_vma=False``
-      (or ``jax.pmap``) the types are not tracked and it raises
-      ``ValueError``. A leaf ``unreduced`` along the axes (partial sums)
-      raises too: reduce it first. An axis that is not a ``shard_map``
+      the types are not tracked, and the layout must come from
+      ``partition_specs`` (without it, ``ValueError``). A leaf
+      ``unreduced`` along the axes (partial sums) raises too: reduce it
+      first. An axis that is not a ``shard_map``
       axis (``jax.vmap``'s ``axis_name``) counts every leaf as split. Not
       needed under ``jit`` with sharded arrays, where XLA does it.
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -184,6 +193,7 @@ def clip_by_global_norm(
     <https://arxiv.org/abs/1211.5063>`_, 2013
   """
   fn = "clip_by_global_norm"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(max_norm, "max_norm", fn)
   ord = _validation.check_ord(ord, fn)
   _validation.check_nonfinite(nonfinite, fn)
@@ -192,9 +202,8 @@ def clip_by_global_norm(
     del params
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
-    norm = _norms.root(
-      _norms.global_power(leaves, ord, axis_name=axis_name), ord
-    )
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
+    norm = _norms.root(_norms.global_power(leaves, ord, axis_name=axes), ord)
     threshold = _validation.resolve(max_norm, prev.step)
     return _scaling.clip_global(
       updates, norm, threshold, prev, policy=nonfinite, fn=fn, name=name
@@ -204,12 +213,14 @@ def clip_by_global_norm(
 
 
 @_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
+@_norms.documents_partition_specs
 def clip_by_tensor_norm(
   max_norm: _validation.ThresholdOrSchedule,
   *,
   ord: _validation.Ord | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clip_by_tensor_norm",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clips each leaf by its own norm (Keras ``clipnorm``).
@@ -234,6 +245,7 @@ def clip_by_tensor_norm(
     nonfinite: policy for a non-finite norm (any leaf): ``"zero"``
       (default), ``"propagate"`` or ``"error"``.
     axis_name: mapped axis to reduce the leaf norms over (``shard_map``).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -250,6 +262,7 @@ def clip_by_tensor_norm(
     0.5
   """
   fn = "clip_by_tensor_norm"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(max_norm, "max_norm", fn)
   ord = _validation.check_ord(ord, fn)
   _validation.check_nonfinite(nonfinite, fn)
@@ -259,6 +272,7 @@ def clip_by_tensor_norm(
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     threshold = _validation.resolve(max_norm, prev.step)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
     return _scaling.clip_groups(
       updates,
       list(range(len(leaves))),
@@ -268,18 +282,20 @@ def clip_by_tensor_norm(
       policy=nonfinite,
       fn=fn,
       name=name,
-      axis_name=axis_name,
+      axis_name=axes,
     )
 
   return _stats.stateless_clipper(name, apply)
 
 
 @_scaling.edge_cases(_scaling.NORM_EDGE_CASES)
+@_norms.documents_partition_specs
 def clip_by_block_rms(
   threshold: _validation.ThresholdOrSchedule,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clip_by_block_rms",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Caps the root-mean-square of each leaf (Adafactor's update clipping).
@@ -305,6 +321,7 @@ def clip_by_block_rms(
       :func:`jax.shard_map` across which the gradients are split; norms and
       statistics are then reduced across it, each leaf over the axes it
       varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -323,6 +340,7 @@ def clip_by_block_rms(
     Memory Cost <https://arxiv.org/abs/1804.04235>`_, 2018
   """
   fn = "clip_by_block_rms"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(threshold, "threshold", fn)
   _validation.check_nonfinite(nonfinite, fn)
 
@@ -331,8 +349,9 @@ def clip_by_block_rms(
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, fn)
     d = _validation.resolve(threshold, prev.step)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
     # Global sizes: a leaf split across devices has n_l of the whole.
-    sizes = [float(_norms.global_size([x], axis_name)) for x in leaves]
+    sizes = [float(n) for n in _norms.leaf_sizes(leaves, axes)]
     updates, new = _scaling.clip_groups(
       updates,
       list(range(len(leaves))),
@@ -342,14 +361,21 @@ def clip_by_block_rms(
       policy=nonfinite,
       fn=fn,
       name=name,
-      axis_name=axis_name,
+      axis_name=axes,
     )
     return updates, new._replace(threshold=jnp.asarray(d, jnp.float32))
 
   return _stats.stateless_clipper(name, apply)
 
 
-def global_norm(tree: Any, ord: _validation.Ord = 2, *, axis_name: Any = None):
+@_norms.documents_partition_specs
+def global_norm(
+  tree: Any,
+  ord: _validation.Ord = 2,
+  *,
+  axis_name: Any = None,
+  partition_specs: Any = None,
+):
   r"""Global norm of a pytree, accumulated in float32 (float64 for f64).
 
   The same measurement every optaxclip clipper uses: low-precision leaves
@@ -360,6 +386,7 @@ def global_norm(tree: Any, ord: _validation.Ord = 2, *, axis_name: Any = None):
     tree: a pytree of floating-point arrays.
     ord: 2 (default), 1 or ``"inf"``.
     axis_name: optional mapped axis to reduce across (``shard_map``).
+    partition_specs: PARTITION_SPECS
 
   Returns:
     A scalar array (float32, or float64 if a leaf is float64).
@@ -371,12 +398,16 @@ def global_norm(tree: Any, ord: _validation.Ord = 2, *, axis_name: Any = None):
     >>> optaxclip.global_norm(jnp.full(4, 6e4, jnp.float16))
     Array(120000., dtype=float32)
   """
-  ord = _validation.check_ord(ord, "global_norm")
+  fn = "global_norm"
+  ord = _validation.check_ord(ord, fn)
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   leaves = jax.tree.leaves(tree)
-  _validation.check_leaves(leaves, "global_norm")
-  return _norms.root(_norms.global_power(leaves, ord, axis_name=axis_name), ord)
+  _validation.check_leaves(leaves, fn)
+  axes = _norms.layout(axis_name, partition_specs, fn, tree)
+  return _norms.root(_norms.global_power(leaves, ord, axis_name=axes), ord)
 
 
+@_norms.documents_partition_specs
 def clip_tree_by_global_norm(
   tree: Any,
   max_norm: jax.typing.ArrayLike,
@@ -384,6 +415,7 @@ def clip_tree_by_global_norm(
   ord: _validation.Ord = 2,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
 ) -> tuple[Any, jax.Array]:
   r"""Functional global-norm clipping: returns ``(clipped_tree, norm)``.
 
@@ -398,6 +430,7 @@ def clip_tree_by_global_norm(
     nonfinite: ``"zero"`` (default: a non-finite norm gives a zero tree),
       ``"propagate"`` or ``"error"``.
     axis_name: optional mapped axis to reduce across (``shard_map``).
+    partition_specs: PARTITION_SPECS
 
   Returns:
     ``(clipped_tree, norm_before)``.
@@ -410,12 +443,14 @@ def clip_tree_by_global_norm(
     (Array([0.6, 0.8], dtype=float32), Array(5., dtype=float32))
   """
   fn = "clip_tree_by_global_norm"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(max_norm, "max_norm", fn, allow_schedule=False)
   ord = _validation.check_ord(ord, fn)
   _validation.check_nonfinite(nonfinite, fn)
   leaves = jax.tree.leaves(tree)
   _validation.check_leaves(leaves, fn)
-  norm = _norms.root(_norms.global_power(leaves, ord, axis_name=axis_name), ord)
+  axes = _norms.layout(axis_name, partition_specs, fn, tree)
+  norm = _norms.root(_norms.global_power(leaves, ord, axis_name=axes), ord)
   clipped, _ = _scaling.clip_global(
     tree, norm, max_norm, _stats.init_stats(), policy=nonfinite, fn=fn, name=fn
   )

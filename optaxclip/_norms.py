@@ -10,6 +10,7 @@ the reductions are laid out for a compiler lives in ``_xla``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from optaxclip import _paths
 from optaxclip import _validation
 from optaxclip import _xla
 
@@ -98,8 +100,15 @@ def _manual_axis_type(x: Any) -> tuple[frozenset, frozenset]:
   return frozenset(getattr(aval, "vma", ())), frozenset()
 
 
-def _check_vma_on(axes: tuple[Any, ...]) -> None:
-  """Raises unless the varying-axes types are tracked for manual ``axes``.
+def _probe_axes(axes: tuple[Any, ...]) -> tuple[Any, ...]:
+  """The axes of ``axes`` that are manual here and of size > 1."""
+  mesh = jax.sharding.get_abstract_mesh()
+  manual = _manual_axes()
+  return tuple(a for a in axes if a in manual and mesh.shape[a] > 1)
+
+
+def _vma_tracked(probe: tuple[Any, ...]) -> bool:
+  """Whether the varying-axes types are tracked for the manual ``probe``.
 
   Under ``shard_map(..., check_vma=False)`` (and ``jax.pmap``, which runs
   on it) every value's varying set is empty, so a replicated leaf cannot be
@@ -107,19 +116,23 @@ def _check_vma_on(axes: tuple[Any, ...]) -> None:
   keeps the axes when the types are tracked, and is dropped otherwise (and
   from the compiled program either way, as its result is unused).
   """
-  mesh = jax.sharding.get_abstract_mesh()
-  manual = _manual_axes()
-  probe = tuple(a for a in axes if a in manual and mesh.shape[a] > 1)
   if not probe:
-    return
+    return True
   marker = jax.lax.pcast(jnp.zeros([], jnp.float32), probe, to="varying")
-  if not set(probe) <= _manual_axis_type(marker)[0]:
+  return set(probe) <= _manual_axis_type(marker)[0]
+
+
+def _check_vma_on(axes: tuple[Any, ...]) -> None:
+  """Raises unless the varying-axes types are tracked for manual ``axes``."""
+  probe = _probe_axes(axes)
+  if not _vma_tracked(probe):
     raise ValueError(
-      f"optaxclip: axis_name={probe!r} needs jax.shard_map with "
-      "check_vma=True (its default): without it JAX does not track which "
-      "values are split and which are replicated along the axes, so a "
-      "norm over them cannot be exact. Pass check_vma=True (jax.pmap "
-      "cannot; use jax.shard_map)."
+      f"optaxclip: axis_name={probe!r} under jax.shard_map with "
+      "check_vma=False needs partition_specs=: without check_vma JAX does "
+      "not track which values are split and which are replicated along the "
+      "axes, so a norm over them cannot be exact. Pass partition_specs= "
+      "(the in_specs the updates entered shard_map with), or use "
+      "check_vma=True (shard_map's default; jax.pmap cannot)."
     )
 
 
@@ -147,20 +160,213 @@ def _varying_axes(x: Any, axis_name) -> tuple[Any, ...]:
   return tuple(a for a in axes if a not in manual or a in varying)
 
 
+PARTITION_SPECS_DOC = """partition_specs: the layout of the updates inside
+      :func:`jax.shard_map`: a pytree of :class:`jax.sharding.PartitionSpec`
+      matching them (a tree prefix works, as in ``in_specs``), usually the
+      ``in_specs`` they entered with. Each leaf is then reduced over exactly
+      the axes of ``axis_name`` its spec names (absent: replicated, counted
+      once); a unit-wise norm reduces only over the axes that split a
+      dimension the unit spans. Required under ``check_vma=False``, where
+      the types cannot tell; optional under ``check_vma=True``, and checked
+      against the types there (a contradiction raises ``ValueError``).
+      Parameters, where read, are taken to have the same specs. A spec
+      ``unreduced`` along ``axis_name`` raises, as such a type does. Needs
+      ``axis_name``."""
+
+
+def documents_partition_specs(f: Callable) -> Callable:
+  """Writes :data:`PARTITION_SPECS_DOC` into ``f``'s docstring, once.
+
+  The docstring names the argument as ``partition_specs: PARTITION_SPECS``.
+  """
+  marker = "partition_specs: PARTITION_SPECS"
+  if f.__doc__ is None or marker not in f.__doc__:
+    raise AssertionError(f"{f.__name__}'s docstring lacks {marker!r}")
+  f.__doc__ = f.__doc__.replace(marker, PARTITION_SPECS_DOC)
+  return f
+
+
+def _is_spec(x: Any) -> bool:
+  return x is None or isinstance(x, jax.sharding.PartitionSpec)
+
+
+def check_partition_specs(partition_specs: Any, axis_name, fn: str) -> None:
+  """Checks ``partition_specs`` when a strategy is made (static).
+
+  Raises ``ValueError`` when it is given without ``axis_name``, or when a
+  leaf of it is not a :class:`jax.sharding.PartitionSpec` (naming its path).
+  """
+  if partition_specs is None:
+    return
+  if axis_name is None:
+    raise ValueError(
+      f"optaxclip.{fn}: partition_specs= needs axis_name= (the shard_map "
+      "axes to reduce the norms over)."
+    )
+  for path, spec in jax.tree.leaves_with_path(
+    partition_specs, is_leaf=_is_spec
+  ):
+    if not isinstance(spec, jax.sharding.PartitionSpec):
+      raise ValueError(
+        f"optaxclip.{fn}: partition_specs must be a pytree of "
+        "jax.sharding.PartitionSpec, but at "
+        f"{_paths.path_str(path) or '(root)'!r} it has {spec!r} (a "
+        "replicated leaf is P())."
+      )
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Which axes each leaf is reduced over, resolved from partition specs.
+
+  Passed instead of ``axis_name`` to the reductions of this module, for
+  values aligned with the leaves it was resolved for (one per leaf, in
+  ``jax.tree.leaves`` order).
+
+  Attributes:
+    axes: ``axis_name``, as a tuple.
+    leaf_axes: for each leaf, the axes of ``axes`` its spec names (in the
+      order of ``axes``): those it is split along.
+    dim_axes: for each leaf, for each of its dimensions, the axes of
+      ``axes`` that split that dimension; None for values derived from the
+      leaves (unit norms), which have no dimensions to speak of.
+  """
+
+  axes: tuple[Any, ...]
+  leaf_axes: tuple[tuple[Any, ...], ...]
+  dim_axes: tuple[tuple[tuple[Any, ...], ...], ...] | None = None
+
+
+def _spec_dims(
+  spec: Any, x: Any, where: str, axes: tuple[Any, ...], fn: str
+) -> tuple[tuple[Any, ...], ...]:
+  """The axes of ``axes`` splitting each dimension of ``x``, per its spec."""
+  mesh = jax.sharding.get_abstract_mesh()
+  mesh_axes = () if mesh.empty else tuple(mesh.axis_names)
+  known = set(axes) | set(mesh_axes)
+  pending = [a for a in axes if a in getattr(spec, "unreduced", ())]
+  if pending:
+    raise ValueError(
+      f"optaxclip.{fn}: partition_specs says the leaf {where} is unreduced "
+      f"along {pending!r} (partial sums); its norm is not defined until it "
+      "is reduced (jax.lax.psum)."
+    )
+  ndim = jnp.ndim(x)
+  entries = tuple(getattr(spec, "partitions", spec))
+  if len(entries) > ndim:
+    raise ValueError(
+      f"optaxclip.{fn}: partition_specs gives the leaf {where} the spec "
+      f"{spec} of {len(entries)} dimensions, but the leaf has rank {ndim} "
+      f"(shape {jnp.shape(x)})."
+    )
+  dims = []
+  for entry in (*entries, *(None,) * (ndim - len(entries))):
+    names = () if entry is None else entry
+    names = names if isinstance(names, tuple) else (names,)
+    unknown = [a for a in names if a not in known]
+    if unknown:
+      raise ValueError(
+        f"optaxclip.{fn}: partition_specs gives the leaf {where} the spec "
+        f"{spec}, which names {unknown[0]!r}: neither in axis_name="
+        f"{axes!r} nor an axis of the mesh ({mesh_axes})."
+      )
+    dims.append(tuple(a for a in axes if a in names))
+  return tuple(dims)
+
+
+def layout(axis_name, partition_specs: Any, fn: str, tree: Any, *others):
+  """``axis_name``, or the :class:`Layout` of ``tree`` given its specs.
+
+  The one place where ``partition_specs`` is read. Without it, returns
+  ``axis_name`` unchanged: each value's axes are then read from its type
+  (:func:`_varying_axes`). With it, the spec prefix is broadcast to the
+  leaves of ``tree`` and each leaf is reduced over the axes of
+  ``axis_name`` its spec names. Where the types are tracked
+  (``check_vma=True``), every leaf of ``tree`` and of ``others`` (trees of
+  the same structure, e.g. the parameters) must vary along exactly those
+  axes: a spec that contradicts the types raises.
+
+  Args:
+    axis_name: a name or a tuple of names.
+    partition_specs: a pytree prefix of ``tree`` of ``PartitionSpec``s, or
+      None.
+    fn: the strategy's name, for errors.
+    tree: the updates.
+    *others: trees with the structure of ``tree`` said to share its specs.
+
+  Returns:
+    ``axis_name``, or a :class:`Layout` of ``jax.tree.leaves(tree)``.
+  """
+  if partition_specs is None or axis_name is None:
+    return axis_name
+  axes = _as_axes(axis_name)
+  try:
+    specs = jax.tree.broadcast(partition_specs, tree, is_leaf=_is_spec)
+  except ValueError as e:
+    msg = str(e).replace("broadcast_prefix prefix_tree", "partition_specs")
+    raise ValueError(
+      f"optaxclip.{fn}: partition_specs is not a tree prefix of the "
+      f"updates: {msg}"
+    ) from None
+  with_path = jax.tree.leaves_with_path(tree)
+  treedef = jax.tree.structure(tree)
+  spec_leaves = treedef.flatten_up_to(specs)
+  wheres = [repr(_paths.path_str(p) or "(root)") for p, _ in with_path]
+  dims = tuple(
+    _spec_dims(spec, x, where, axes, fn)
+    for spec, (_, x), where in zip(spec_leaves, with_path, wheres)
+  )
+  leaf_axes = tuple(
+    tuple(a for a in axes if any(a in d for d in ds)) for ds in dims
+  )
+  probe = _probe_axes(axes)
+  if probe and _vma_tracked(probe):
+    for t in (tree, *others):
+      for x, claim, where in zip(treedef.flatten_up_to(t), leaf_axes, wheres):
+        typed = {a for a in _varying_axes(x, axes) if a in probe}
+        said = {a for a in claim if a in probe}
+        if typed != said:
+          raise ValueError(
+            f"optaxclip.{fn}: partition_specs has the leaf {where} split "
+            f"along {sorted(said)} (of {probe}), but inside shard_map its "
+            f"type varies along {sorted(typed)}: the spec does not "
+            "describe the values. Pass the in_specs the updates entered "
+            "shard_map with (a gradient of a replicated parameter is "
+            "replicated under check_vma=True)."
+          )
+  return Layout(axes, leaf_axes, dims)
+
+
+def _value_axes(values: Sequence[Any], axis_name) -> list[tuple[Any, ...]]:
+  """For each value, the axes of ``axis_name`` to reduce it over.
+
+  From a :class:`Layout` (values aligned with its leaves), else from the
+  values' types (which must be tracked: see :func:`_check_vma_on`).
+  """
+  if isinstance(axis_name, Layout):
+    if len(values) != len(axis_name.leaf_axes):
+      raise AssertionError(
+        f"optaxclip: {len(values)} values for a layout of "
+        f"{len(axis_name.leaf_axes)} leaves"
+      )
+    return list(axis_name.leaf_axes)
+  axes = _as_axes(axis_name)
+  _check_vma_on(axes)
+  return [_varying_axes(x, axes) for x in values]
+
+
 def _by_axes(
   leaves: Sequence[Any], axis_name
 ) -> dict[tuple[Any, ...], list[int]]:
   """Leaf indices grouped by the axes each is reduced over (in order)."""
-  axes = _as_axes(axis_name)
-  _check_vma_on(axes)
   groups: dict[tuple[Any, ...], list[int]] = {}
-  for i, x in enumerate(leaves):
-    groups.setdefault(_varying_axes(x, axes), []).append(i)
+  for i, axes in enumerate(_value_axes(leaves, axis_name)):
+    groups.setdefault(axes, []).append(i)
   return groups
 
 
 def check_unsplit(leaves: Sequence[Any], axis_name, fn: str) -> None:
-  """Raises if a leaf varies along ``axis_name`` (unit-wise strategies).
+  """Raises if a leaf varies along ``axis_name`` (unit-wise, no specs).
 
   A unit's norm reduces over some dimensions of a leaf: whether to reduce
   across devices depends on which dimension is split, which the types
@@ -171,12 +377,54 @@ def check_unsplit(leaves: Sequence[Any], axis_name, fn: str) -> None:
   split = [axes for axes in _by_axes(leaves, axis_name) if axes]
   if split:
     raise ValueError(
-      f"optaxclip.{fn}: with axis_name, every leaf (updates and parameters) "
-      f"must be replicated along it, but some vary along {split[0]!r}: "
-      "unit-wise norms of a split leaf need to know which dimension is "
-      "split. Replicate those leaves, or run under jax.jit with "
-      "NamedSharding (no shard_map), where XLA reduces them."
+      f"optaxclip.{fn}: some leaves (updates or parameters) vary along "
+      f"{split[0]!r} under shard_map, and unit-wise norms of a split leaf "
+      "need to know which dimension is split, which the types do not say. "
+      "Pass partition_specs= (the in_specs of the updates), replicate "
+      "those leaves, or run under jax.jit with NamedSharding (no "
+      "shard_map), where XLA reduces them."
     )
+
+
+def unit_powers(
+  leaves: Sequence[jax.Array], axis, ord: _validation.Ord, fn: str, axis_name
+) -> tuple[list[jax.Array], Any]:
+  """Per-unit powers of each leaf (see :func:`unit_power`), exact across
+  devices; and how values shaped like them are reduced further.
+
+  With a :class:`Layout`, a unit's power is reduced across the axes that
+  split a dimension the unit spans (one collective per such set of axes);
+  a dimension split along the others holds other units, so that needs
+  none. The second result is then the :class:`Layout` of the unit powers
+  (each split along the axes of its other dimensions), for the statistics
+  (:func:`across`, :func:`global_size`). Without one, every leaf must be
+  replicated along ``axis_name`` (:func:`check_unsplit`), and the second
+  result is ``axis_name``.
+  """
+  powers = [unit_power(x, axis, ord, fn) for x in leaves]
+  if not isinstance(axis_name, Layout):
+    check_unsplit(leaves, axis_name, fn)
+    return powers, axis_name
+  over, kept = [], []
+  for x, dims in zip(leaves, axis_name.dim_axes):
+    spanned = set(_unit_axes(x.ndim, axis, fn))
+    over.append(tuple(a for a in axis_name.axes if _splits(dims, spanned, a)))
+    others = set(range(x.ndim)) - spanned
+    kept.append(tuple(a for a in axis_name.axes if _splits(dims, others, a)))
+  groups: dict[tuple[Any, ...], list[int]] = {}
+  for i, axes in enumerate(over):
+    if axes:
+      groups.setdefault(axes, []).append(i)
+  for axes, idx in groups.items():
+    reduced = _cross_device([powers[i] for i in idx], _op(ord), axes)
+    for i, p in zip(idx, reduced):
+      powers[i] = p
+  return powers, Layout(axis_name.axes, tuple(kept))
+
+
+def _splits(dims: tuple[tuple[Any, ...], ...], which: set, a: Any) -> bool:
+  """Whether axis ``a`` splits one of the dimensions ``which``."""
+  return any(a in dims[d] for d in which)
 
 
 def _cross_device(value: jax.Array, op: str, axes: tuple[Any, ...]):
@@ -222,16 +470,23 @@ def global_size(leaves: Sequence[Any], axis_name=None) -> int:
   """Number of elements of all leaves, on all devices (static).
 
   A leaf counts its local size times the sizes of the axes of
-  ``axis_name`` it varies along (its shards); a replicated leaf once.
+  ``axis_name`` it is reduced over (its shards); a replicated leaf once.
   """
-  total = 0
-  for x in leaves:
+  return sum(leaf_sizes(leaves, axis_name))
+
+
+def leaf_sizes(leaves: Sequence[Any], axis_name=None) -> list[int]:
+  """Number of elements of each leaf, on all devices (see
+  :func:`global_size`)."""
+  if axis_name is None:
+    return [int(np.prod(jnp.shape(x))) for x in leaves]
+  sizes = []
+  for x, axes in zip(leaves, _value_axes(leaves, axis_name)):
     n = int(np.prod(jnp.shape(x)))
-    if axis_name is not None:
-      for a in _varying_axes(x, axis_name):
-        n *= jax.lax.axis_size(a)
-    total += n
-  return total
+    for a in axes:
+      n *= jax.lax.axis_size(a)
+    sizes.append(n)
+  return sizes
 
 
 def global_reduce(
@@ -329,11 +584,15 @@ def default_unit_axes(ndim: int, fn: str) -> tuple[int, ...]:
   )
 
 
+def _unit_axes(ndim: int, axis, fn: str) -> tuple[int, ...]:
+  """The (non-negative) dimensions a unit's norm reduces over."""
+  axes = default_unit_axes(ndim, fn) if axis is None else axis
+  return tuple(a % ndim for a in axes) if ndim else ()
+
+
 def unit_power(x: jax.Array, axis, ord: _validation.Ord, fn: str) -> jax.Array:
   """Per-unit power of a leaf, with kept dims so it broadcasts against x."""
-  axes = default_unit_axes(x.ndim, fn) if axis is None else axis
-  axes = tuple(a % x.ndim for a in axes) if x.ndim else ()
-  return _leaf_power(x, ord, axis=axes, keepdims=True)
+  return _leaf_power(x, ord, axis=_unit_axes(x.ndim, axis, fn), keepdims=True)
 
 
 def stack_scalars(values: Sequence[Any], dtype: Any = None) -> jax.Array:
@@ -398,7 +657,11 @@ def any_nonfinite(
   bad = _xla.any_nonfinite_computed(leaves)
   if axis_name is None:
     return bad
-  return across([bad.astype(jnp.float32)], "max", axis_name)[0] > 0
+  bad = bad.astype(jnp.float32)
+  if isinstance(axis_name, Layout):
+    # One flag for all leaves: a max over every axis (idempotent).
+    return _cross_device(bad, "max", axis_name.axes) > 0
+  return across([bad], "max", axis_name)[0] > 0
 
 
 def tie(leaves: Sequence[Any], powers: Sequence[jax.Array]) -> list[Any]:

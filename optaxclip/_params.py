@@ -49,12 +49,14 @@ def _check_bounds(lo, hi, fn):
   params of other shape ``ValueError`` naming the leaf and both shapes
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def clip_params(
   min_value: _validation.ThresholdOrSchedule,
   max_value: _validation.ThresholdOrSchedule,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clip_params",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Weight clipping: changes the update so the new weights stay in range.
@@ -77,6 +79,7 @@ def clip_params(
       :func:`jax.shard_map` across which the updates and parameters are
       split; norms and statistics are then reduced across it, each leaf
       over the axes it varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -97,6 +100,7 @@ def clip_params(
     2017
   """
   fn = "clip_params"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _check_bounds(min_value, max_value, fn)
   _validation.check_nonfinite(nonfinite, fn)
 
@@ -107,7 +111,8 @@ def clip_params(
     p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     lo = _validation.resolve(min_value, prev.step)
     hi = _validation.resolve(max_value, prev.step)
-    finite = jnp.logical_not(_norms.any_nonfinite(leaves, axis_name=axis_name))
+    axes = _norms.layout(axis_name, partition_specs, fn, updates, params)
+    finite = jnp.logical_not(_norms.any_nonfinite(leaves, axis_name=axes))
     _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step)
     keep = _scaling.keep_mask(finite, nonfinite)
     out, new_w = [], []
@@ -118,7 +123,7 @@ def clip_params(
       y = (jnp.clip(w, lo, hi) - p.astype(c)).astype(u.dtype)
       out.append(y if keep is None else jnp.where(keep, y, 0).astype(u.dtype))
     frac = _norms.count_where(
-      new_w, lambda w: (w < lo) | (w > hi), axis_name=axis_name
+      new_w, lambda w: (w < lo) | (w > hi), axis_name=axes
     )
     return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
@@ -144,12 +149,14 @@ def clip_params(
   axis out of range     ``ValueError`` naming the leaf (never wraps)
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def max_norm_constraint(
   max_norm: _validation.ThresholdOrSchedule,
   *,
   axis: int | tuple[int, ...] | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "max_norm_constraint",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Max-norm weight constraint: rescales units whose new norm is too large.
@@ -174,11 +181,13 @@ def max_norm_constraint(
       repeats); it never wraps around.
     nonfinite: ``"zero"`` (default), ``"propagate"`` or ``"error"``.
     axis_name: a mapped axis name, or a tuple of names, under
-      :func:`jax.shard_map`. Unit-wise norms are exact there only for
-      leaves (updates and parameters) replicated along it: ``shard_map``'s
-      types say that a leaf is split, not along which dimension, so a
-      split leaf raises ``ValueError``. Split leaves work under
-      :func:`jax.jit` with ``NamedSharding``, where XLA reduces them.
+      :func:`jax.shard_map`. ``shard_map``'s types say that a leaf is
+      split, not along which dimension: a leaf (update or parameter) split
+      along it needs ``partition_specs`` (without, ``ValueError``); a unit
+      spanning a split dimension is then reduced across devices, one in a
+      split dimension it does not span is not. Replicated leaves need
+      nothing. Under :func:`jax.jit` with ``NamedSharding`` XLA does it.
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -199,6 +208,7 @@ def max_norm_constraint(
     from Overfitting <https://jmlr.org/papers/v15/srivastava14a.html>`_, 2014
   """
   fn = "max_norm_constraint"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(max_norm, "max_norm", fn)
   axis = _validation.check_axis(axis, fn)
   _validation.check_nonfinite(nonfinite, fn)
@@ -209,26 +219,31 @@ def max_norm_constraint(
     _validation.check_leaves(leaves, fn)
     p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     _shapes.check_unit_axes(fn, axis, leaves, treedef)
-    _norms.check_unsplit([*leaves, *p_leaves], axis_name, fn)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates, params)
     c = _validation.resolve(max_norm, prev.step)
     out, factors, clipped, powers = [], [], [], []
-    for u, p in zip(leaves, p_leaves):
-      dt = jnp.promote_types(u.dtype, jnp.float32)
-      w = p.astype(dt) + u.astype(dt)
-      pw = _norms.unit_power(w, axis, 2, fn)
+    dts = [jnp.promote_types(u.dtype, jnp.float32) for u in leaves]
+    new_w = [
+      p.astype(dt) + u.astype(dt) for u, p, dt in zip(leaves, p_leaves, dts)
+    ]
+    unit_pw, units = _norms.unit_powers(new_w, axis, 2, fn, axes)
+    for u, p, w, pw in zip(leaves, p_leaves, new_w, unit_pw):
       f, cl = _scaling.clip_factor(_norms.root(pw, 2), c, nonfinite)
-      out.append((_scaling.scale_leaf(w, f) - p.astype(dt)).astype(u.dtype))
+      out.append(
+        (_scaling.scale_leaf(w, f) - p.astype(w.dtype)).astype(u.dtype)
+      )
       factors.append(f)
       clipped.append(cl)
       powers.append(jnp.sum(pw))
+    powers = _norms.across(powers, "sum", units)
     finite = jnp.isfinite(_norms.combine(powers, 2))
     finite = _scaling.good_step(finite, c)
     _scaling.check_finite(finite, nonfinite, fn, name, None, prev.step, c)
     keep = _scaling.keep_mask(finite, nonfinite)
     if keep is not None:
       out = [jnp.where(keep, y, jnp.zeros((), y.dtype)) for y in out]
-    frac = _stats.fraction_true(clipped)
-    scale = _stats.min_factor(factors)
+    frac = _stats.fraction_true(clipped, units)
+    scale = _stats.min_factor(factors, units)
     return jax.tree.unflatten(treedef, out), _stats.next_stats(
       prev,
       finite=finite,

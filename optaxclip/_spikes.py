@@ -168,6 +168,7 @@ class SpikeClipState(NamedTuple):
   complex / integer     ``TypeError``
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def clip_spikes(
   threshold: _validation.ThresholdOrSchedule = 5000.0,
   *,
@@ -175,6 +176,7 @@ def clip_spikes(
   warmup_steps: jax.typing.ArrayLike = 20,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clip_spikes",
 ) -> optax.GradientTransformationExtraArgs:
   r"""SPAM's spike-aware clipping: each element against its own history.
@@ -225,6 +227,7 @@ def clip_spikes(
       :func:`jax.shard_map` across which the gradients are split; norms and
       statistics are then reduced across it, each leaf over the axes it
       varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -252,6 +255,7 @@ def clip_spikes(
     Training <https://arxiv.org/abs/2501.06842>`_, 2025
   """
   fn = "clip_spikes"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(threshold, "threshold", fn)
   _check_decay(beta2, "beta2", fn)
   _check_step_count(warmup_steps, "warmup_steps", fn)
@@ -281,7 +285,8 @@ def clip_spikes(
     )
     prev = _stats.unnamed(state.stats)
     theta = _validation.resolve(threshold, prev.step)
-    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axes), 2)
     # A run-time threshold that is negative or NaN makes a bad step.
     finite = _scaling.good_step(jnp.isfinite(norm), theta)
     _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step, theta)
@@ -309,12 +314,12 @@ def clip_spikes(
         jnp.where(over, bound / jnp.where(over, jnp.abs(g_), 1), 1)
       )
     norm_after = (
-      _norms.root(_norms.global_power(out, 2, axis_name=axis_name), 2)
+      _norms.root(_norms.global_power(out, 2, axis_name=axes), 2)
       if out
       else 0.0
     )
-    frac = _stats.fraction_true(flags, axis_name)
-    scale = _stats.min_factor(factors, axis_name)
+    frac = _stats.fraction_true(flags, axes)
+    scale = _stats.min_factor(factors, axes)
     if keep is not None:
       frac = jnp.where(keep, frac, 1.0)
       scale = jnp.where(keep, scale, 0.0)
@@ -382,6 +387,7 @@ class StableSpamState(NamedTuple):
   complex / integer     ``TypeError``
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def stable_spam_clip(
   gamma1: jax.typing.ArrayLike = 0.7,
   gamma2: jax.typing.ArrayLike = 0.9,
@@ -390,6 +396,7 @@ def stable_spam_clip(
   eps: jax.typing.ArrayLike = 1e-8,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "stable_spam_clip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Stable-SPAM's AdaClip and AdaGN, leaf by leaf, as one transformation.
@@ -446,6 +453,7 @@ def stable_spam_clip(
       :func:`jax.shard_map` across which the gradients are split; norms and
       statistics are then reduced across it, each leaf over the axes it
       varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -469,6 +477,7 @@ def stable_spam_clip(
     16-Bit Adam <https://arxiv.org/abs/2502.17055>`_, 2025
   """
   fn = "stable_spam_clip"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _check_decay(gamma1, "gamma1", fn)
   _check_decay(gamma2, "gamma2", fn)
   _check_decay(theta, "theta", fn)
@@ -505,7 +514,8 @@ def stable_spam_clip(
         prev, finite=jnp.array(True), norm_before=0.0, norm_after=0.0
       )
       return updates, state._replace(stats=_stats.named(name, stats))
-    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
+    norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axes), 2)
     norm = _range.state_norm(norm)  # beyond the float32 state: non-finite
     finite = jnp.isfinite(norm)
     _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step)
@@ -515,7 +525,7 @@ def stable_spam_clip(
 
     # AdaClip: bias-corrected EMA of each leaf's largest magnitude.
     peak = _norms.stack_scalars(
-      _norms.leaf_powers(leaves, "inf", axis_name=axis_name), f32
+      _norms.leaf_powers(leaves, "inf", axis_name=axes), f32
     )
     max_ema = th * state.max_ema + _one_minus(theta, f32) * peak
     max_hat = max_ema / _bias_correction(theta, t, f32)
@@ -532,7 +542,7 @@ def stable_spam_clip(
 
     # AdaGN: rescale each leaf to the bias-corrected ratio c.
     power = _norms.stack_scalars(
-      _norms.leaf_powers(clipped, 2, axis_name=axis_name), f32
+      _norms.leaf_powers(clipped, 2, axis_name=axes), f32
     )
     cnorm = _norms.root(power, 2)
     norm_ema = g1 * state.norm_ema + _one_minus(gamma1, f32) * cnorm
@@ -551,7 +561,7 @@ def stable_spam_clip(
 
     norm_after = _norms.root(jnp.sum(jnp.where(nonzero, c**2, 0)), 2)
     scale = jnp.min(gain * ratio)
-    frac = _stats.fraction_true(flags, axis_name)
+    frac = _stats.fraction_true(flags, axes)
     if keep is not None:
       norm_after = jnp.where(keep, norm_after, 0.0)
       scale = jnp.where(keep, scale, 0.0)
@@ -678,6 +688,7 @@ def _check_watch(watch: Any, fn: str) -> tuple[str, ...]:
   return tuple(watch)
 
 
+@_norms.documents_partition_specs
 def skip_on_spike(
   inner: optax.GradientTransformation,
   *,
@@ -688,6 +699,7 @@ def skip_on_spike(
   max_consecutive_skips: int | None = None,
   check_updates: bool = False,
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "skip_on_spike",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Skips a whole step when the gradient norm or the loss spikes.
@@ -754,6 +766,7 @@ def skip_on_spike(
       :func:`jax.shard_map` across which the gradients are split; norms and
       statistics are then reduced across it, each leaf over the axes it
       varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of its statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -805,6 +818,7 @@ def skip_on_spike(
   ===================== ==================================================
   """
   fn = "skip_on_spike"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_name(name)
   if not isinstance(inner, optax.GradientTransformation):
     raise TypeError(
@@ -862,8 +876,9 @@ def skip_on_spike(
     sigma = _validation.resolve(sigma_factor, prev.step)
     nan = jnp.full([], jnp.nan, f32)
 
+    axes = _norms.layout(axis_name, partition_specs, fn, updates)
     norm = _range.state_norm(
-      _norms.root(_norms.global_power(leaves, 2, axis_name=axis_name), 2)
+      _norms.root(_norms.global_power(leaves, 2, axis_name=axes), 2)
     )
     norm = norm.astype(f32)
     # A run-time sigma_factor that is negative or NaN skips (and counts) the
@@ -909,7 +924,7 @@ def skip_on_spike(
       params,
       extra_args,
       check_updates=check_updates,
-      axis_name=axis_name,
+      axis_name=axes,
     )
     accept = jnp.logical_not(skipped)
     norm_window, norm_count, norm_pos = (

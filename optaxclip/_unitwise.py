@@ -34,6 +34,7 @@ from optaxclip import _validation
   rank > 5 leaves       ``ValueError`` asking for ``axis=``
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def adaptive_grad_clip(
   clipping: _validation.ThresholdOrSchedule,
   *,
@@ -41,6 +42,7 @@ def adaptive_grad_clip(
   axis: int | tuple[int, ...] | None = None,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "adaptive_grad_clip",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Unit-wise adaptive gradient clipping (AGC), relative to the weights.
@@ -76,11 +78,13 @@ def adaptive_grad_clip(
     nonfinite: policy for non-finite gradients: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
     axis_name: a mapped axis name, or a tuple of names, under
-      :func:`jax.shard_map`. Unit-wise norms are exact there only for
-      leaves (updates and parameters) replicated along it: ``shard_map``'s
-      types say that a leaf is split, not along which dimension, so a
-      split leaf raises ``ValueError``. Split leaves work under
-      :func:`jax.jit` with ``NamedSharding``, where XLA reduces them.
+      :func:`jax.shard_map`. ``shard_map``'s types say that a leaf is
+      split, not along which dimension: a leaf (update or parameter) split
+      along it needs ``partition_specs`` (without, ``ValueError``); a unit
+      spanning a split dimension is then reduced across devices, one in a
+      split dimension it does not span is not. Replicated leaves need
+      nothing. Under :func:`jax.jit` with ``NamedSharding`` XLA does it.
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -103,6 +107,7 @@ def adaptive_grad_clip(
     Normalization <https://arxiv.org/abs/2102.06171>`_, 2021
   """
   fn = "adaptive_grad_clip"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(clipping, "clipping", fn)
   _validation.check_threshold(eps, "eps", fn, allow_schedule=False)
   axis = _validation.check_axis(axis, fn)
@@ -114,25 +119,28 @@ def adaptive_grad_clip(
     _validation.check_leaves(leaves, fn)
     p_leaves = _shapes.matching_leaves(fn, "params", leaves, treedef, params)
     _shapes.check_unit_axes(fn, axis, leaves, treedef)
-    _norms.check_unsplit([*leaves, *p_leaves], axis_name, fn)
+    axes = _norms.layout(axis_name, partition_specs, fn, updates, params)
     lam = _validation.resolve(clipping, prev.step)
+    g_pow, units = _norms.unit_powers(leaves, axis, 2, fn, axes)
+    p_pow, _ = _norms.unit_powers(p_leaves, axis, 2, fn, axes)
     factors, clipped, total, after = [], [], [], []
-    for g, p in zip(leaves, p_leaves):
-      gp = _norms.unit_power(g, axis, 2, fn)
-      w = jnp.maximum(_norms.root(_norms.unit_power(p, axis, 2, fn), 2), eps)
+    for gp, pp in zip(g_pow, p_pow):
+      w = jnp.maximum(_norms.root(pp, 2), eps)
       f, c = _scaling.clip_factor(_norms.root(gp, 2), lam * w, nonfinite)
       factors.append(f)
       clipped.append(c)
       total.append(jnp.sum(gp))
       after.append(jnp.sum(gp * f**2))
+    total = _norms.across(total, "sum", units)
+    after = _norms.across(after, "sum", units)
     power = _norms.combine(total, 2)
     finite = _scaling.good_step(jnp.isfinite(power), lam)
     norm = _norms.root(power, 2)
     _scaling.check_finite(finite, nonfinite, fn, name, norm, prev.step, lam)
     keep = _scaling.keep_mask(finite, nonfinite)
     out = [_scaling.scale_leaf(g, f, keep) for g, f in zip(leaves, factors)]
-    frac = _stats.fraction_true(clipped)
-    scale = _stats.min_factor(factors)
+    frac = _stats.fraction_true(clipped, units)
+    scale = _stats.min_factor(factors, units)
     norm_after = _norms.root(_norms.combine(after, 2), 2)
     if keep is not None:
       norm_after = jnp.where(keep, norm_after, 0)

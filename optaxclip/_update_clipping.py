@@ -52,12 +52,14 @@ class ClippyState(NamedTuple):
   integer leaves        ``TypeError``
   ===================== =================================================="""
 )
+@_norms.documents_partition_specs
 def clippy(
   relative: _validation.ThresholdOrSchedule = 0.1,
   absolute: _validation.ThresholdOrSchedule = 1e-7,
   *,
   nonfinite: _validation.NonFinitePolicy = "zero",
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "clippy",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Clippy: shrinks each leaf's update so no weight moves too far.
@@ -99,6 +101,7 @@ def clippy(
       :func:`jax.shard_map` across which the updates and parameters are
       split; norms and statistics are then reduced across it, each leaf
       over the axes it varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -125,6 +128,7 @@ def clippy(
     in Recommender Systems <https://arxiv.org/abs/2302.09178>`_, 2023
   """
   fn = "clippy"
+  _norms.check_partition_specs(partition_specs, axis_name, fn)
   _validation.check_threshold(relative, "relative", fn)
   _validation.check_threshold(absolute, "absolute", fn)
   _validation.check_nonfinite(nonfinite, fn)
@@ -159,9 +163,8 @@ def clippy(
       return updates, ClippyState(state.factors, _stats.named(name, stats))
     rel = _validation.resolve(relative, prev.step)
     abs_ = _validation.resolve(absolute, prev.step)
-    powers = _norms.stack_scalars(
-      _norms.leaf_powers(leaves, 2, axis_name=axis_name)
-    )
+    axes = _norms.layout(axis_name, partition_specs, fn, updates, params)
+    powers = _norms.stack_scalars(_norms.leaf_powers(leaves, 2, axis_name=axes))
     total = _norms.combine(powers, 2)
     norm = _norms.root(total, 2)
     finite = _scaling.good_step(jnp.isfinite(total), rel, abs_)
@@ -169,7 +172,7 @@ def clippy(
       finite, nonfinite, fn, name, norm, prev.step, jnp.stack([rel, abs_])
     )
     keep = _scaling.keep_mask(finite, nonfinite)
-    factors = []
+    local = []
     for u, w in zip(leaves, p_leaves):
       dt = _norms.acc_dtype(u.dtype)
       mag = jnp.abs(u).astype(dt)
@@ -181,11 +184,11 @@ def clippy(
       ratio = jnp.where(zero, 1, bound / jnp.where(zero, 1, mag))
       # In the leaf's precision: a float32 factor would underflow to 0 for
       # float64 updates far larger than their weights (1e100 against 1).
-      f = jnp.minimum(1, jnp.min(ratio, initial=1))
-      (f,) = _norms.across([f], "min", axis_name)
-      factors.append(
-        f if keep is not None else _scaling.nan_unless_valid(f, rel, abs_)
-      )
+      local.append(jnp.minimum(1, jnp.min(ratio, initial=1)))
+    factors = [
+      f if keep is not None else _scaling.nan_unless_valid(f, rel, abs_)
+      for f in _norms.across(local, "min", axes)
+    ]
     (applied,) = _scaling.compute_once(factors)
     out = [_scaling.scale_leaf(u, s, keep) for u, s in zip(leaves, applied)]
     s = _norms.stack_scalars(factors, f32)

@@ -165,11 +165,13 @@ def guarded_update(
   )
 
 
+@_norms.documents_partition_specs
 def skip_nonfinite(
   inner: optax.GradientTransformation,
   *,
   check_updates: bool = True,
   axis_name: Any = None,
+  partition_specs: Any = None,
   name: str = "skip_nonfinite",
 ) -> optax.GradientTransformationExtraArgs:
   r"""Skips a whole step, inner state included, when anything is NaN/Inf.
@@ -222,6 +224,7 @@ def skip_nonfinite(
       :func:`jax.shard_map` across which the gradients are split; norms and
       statistics are then reduced across it, each leaf over the axes it
       varies along (see :func:`optaxclip.clip_by_global_norm`).
+    partition_specs: PARTITION_SPECS
     name: key of its statistics in :func:`optaxclip.stats`.
 
   Returns:
@@ -258,6 +261,7 @@ def skip_nonfinite(
       f"GradientTransformation, got {type(inner).__name__}."
     )
   _validation.check_flag(check_updates, "check_updates", "skip_nonfinite")
+  _norms.check_partition_specs(partition_specs, axis_name, "skip_nonfinite")
 
   @_stats.unshared
   def init_fn(params):
@@ -266,9 +270,8 @@ def skip_nonfinite(
   def update_fn(updates, state, params=None, **extra_args):
     leaves = jax.tree.leaves(updates)
     _validation.check_leaves(leaves, "skip_nonfinite")
-    in_norm = _norms.root(
-      _norms.global_power(leaves, 2, axis_name=axis_name), 2
-    )
+    axes = _norms.layout(axis_name, partition_specs, "skip_nonfinite", updates)
+    in_norm = _norms.root(_norms.global_power(leaves, 2, axis_name=axes), 2)
     bad_in = ~jnp.isfinite(in_norm)
     new_updates, inner_state, skipped, _ = guarded_update(
       inner,
@@ -278,7 +281,7 @@ def skip_nonfinite(
       params,
       extra_args,
       check_updates=check_updates,
-      axis_name=axis_name,
+      axis_name=axes,
     )
     new = next_skip_stats(
       _stats.unnamed(state.stats),

@@ -7,8 +7,9 @@ result whether a leaf is split along the axis, replicated along it, or both
 in one tree. Each leaf's partial norm is reduced only over the axes it
 varies along (``jax.typeof(x).manual_axis_type.varying``). The unit-wise
 strategies (``adaptive_grad_clip``, ``max_norm_constraint``) raise on a
-split leaf, since the types do not say which dimension is split: those
-cases stay ``xfail(strict=True, raises=ValueError)``.
+split leaf here, since the types do not say which dimension is split: those
+cases are ``xfail(strict=True, raises=ValueError)``; given
+``partition_specs`` they are exact (``tests/test_partition_specs.py``).
 
 Before the fix, on jax 0.10.2 with 8 fake CPU devices: weights (64, 32) split
 ``P("d", None)``, bias (32,) replicated, ``rng = default_rng(0)`` standard
@@ -115,8 +116,10 @@ LAYOUTS = {
 }
 
 
-# Unit-wise strategies: a leaf split under shard_map raises (the types say
-# that it is split, not along which dimension); replicated leaves are exact.
+# Unit-wise strategies: a leaf split under shard_map raises without
+# partition_specs (the types say that it is split, not along which
+# dimension; tests/test_partition_specs.py passes them); replicated leaves
+# are exact.
 UNSPLIT_ONLY = {"adaptive_grad_clip", "max_norm_constraint"}
 
 
@@ -146,8 +149,8 @@ CASES = [
     else pytest.mark.xfail(
       strict=True,
       raises=ValueError,
-      reason="issue 16 item 1: unit-wise norms of a leaf split under "
-      "shard_map need the split dimension (raises ValueError)",
+      reason="unit-wise norms of a leaf split under shard_map need the "
+      "split dimension: without partition_specs, a ValueError",
     ),
     id=f"{name}-{layout}",
   )
@@ -165,45 +168,76 @@ def _stats(state):
   }
 
 
-@pytest.mark.parametrize("name,layout", CASES)
-def test_shard_map_matches_one_device(name, layout, mesh, mesh2d, rng):
-  make, needs_params = STRATEGIES[name]
+def layout_case(layout, mesh, mesh2d, rng):
+  """(axis_name, mesh, specs, [grads0, grads1], params) of a layout."""
   axes = ("data", "model") if layout == "mixed_2d" else "x"
   mesh = mesh2d if layout == "mixed_2d" else mesh
   specs = LAYOUTS[layout]
   grads = [_tree(rng, specs) for _ in range(2)]
-  params = _params(rng, specs)
-  ref = make()
-  state = ref.init(params)
+  return axes, mesh, specs, grads, _params(rng, specs)
+
+
+def one_device(name, grads, params):
+  """Updates and scalar statistics of two steps on one device."""
+  make, needs_params = STRATEGIES[name]
+  tx = make()
+  state = tx.init(params)
   for g in grads:
-    want, state = ref.update(g, state, params if needs_params else None)
-  want_stats = _stats(state)
+    u, state = tx.update(g, state, params if needs_params else None)
+  return u, _stats(state)
 
-  def local(g0, g1, p):
-    tx = make(axis_name=axes)
-    s = tx.init(p)
-    for g in (g0, g1):
-      u, s = tx.update(g, s, p if needs_params else None)
-    return u, _stats(s)
 
-  put = lambda t: jax.tree.map(
-    lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), t, specs
+def two_steps(name, grads, params, **kwargs):
+  """The same two steps, ``make(**kwargs)``: inside ``shard_map``."""
+  make, needs_params = STRATEGIES[name]
+  tx = make(**kwargs)
+  s = tx.init(params)
+  for g in grads:
+    u, s = tx.update(g, s, params if needs_params else None)
+  return u, _stats(s)
+
+
+def put(mesh, tree, specs):
+  """``tree`` laid out on ``mesh`` by ``specs``."""
+  return jax.tree.map(
+    lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), tree, specs
   )
-  with jax.set_mesh(mesh):
-    got, got_stats = jax.jit(
-      jax.shard_map(
-        local, in_specs=(specs, specs, specs), out_specs=(specs, P())
-      )
-    )(put(grads[0]), put(grads[1]), put(params))
+
+
+def assert_matches(got, got_stats, want, want_stats, err_msg=""):
+  """Updates and statistics to 1e-6 relative (float32)."""
   for k in want:
-    np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+      got[k], want[k], rtol=1e-6, atol=1e-7, err_msg=f"{err_msg} {k}"
+    )
   for k in want_stats:
     # A z-score divides a difference of nearly equal norms by a tiny
     # standard deviation: 1e-7 rounding in the norm is amplified.
     rtol = 1e-4 if k.endswith(".zscore") else 1e-6
     np.testing.assert_allclose(
-      got_stats[k], want_stats[k], rtol=rtol, equal_nan=True, err_msg=k
+      got_stats[k],
+      np.broadcast_to(want_stats[k], np.shape(got_stats[k])),
+      rtol=rtol,
+      equal_nan=True,
+      err_msg=f"{err_msg} {k}",
     )
+
+
+@pytest.mark.parametrize("name,layout", CASES)
+def test_shard_map_matches_one_device(name, layout, mesh, mesh2d, rng):
+  axes, mesh, specs, grads, params = layout_case(layout, mesh, mesh2d, rng)
+  want, want_stats = one_device(name, grads, params)
+
+  def local(g0, g1, p):
+    return two_steps(name, (g0, g1), p, axis_name=axes)
+
+  with jax.set_mesh(mesh):
+    got, got_stats = jax.jit(
+      jax.shard_map(
+        local, in_specs=(specs, specs, specs), out_specs=(specs, P())
+      )
+    )(*(put(mesh, t, specs) for t in (*grads, params)))
+  assert_matches(got, got_stats, want, want_stats)
 
 
 def test_check_vma_false_raises(mesh, rng):
@@ -215,12 +249,9 @@ def test_check_vma_false_raises(mesh, rng):
     tx = optaxclip.clip_by_global_norm(1.0, axis_name="x")
     return tx.update(g, tx.init(g))[0]
 
-  put = jax.tree.map(
-    lambda x, s: jax.device_put(x, NamedSharding(mesh, s)), g, specs
-  )
   with jax.set_mesh(mesh):
     f = jax.shard_map(
       local, in_specs=(specs,), out_specs=specs, check_vma=False
     )
-    with pytest.raises(ValueError, match="check_vma=True"):
-      jax.jit(f)(put)
+    with pytest.raises(ValueError, match="needs partition_specs="):
+      jax.jit(f)(put(mesh, g, specs))
