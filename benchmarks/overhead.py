@@ -460,7 +460,13 @@ class Samples:
   error: str | None = None
   # Per round (index -> value): compile time and median step time.
   round_compile_s: dict[int, float] = dataclasses.field(default_factory=dict)
+  round_compile_cpu_s: dict[int, float] = dataclasses.field(
+    default_factory=dict
+  )
   round_step_s: dict[int, float] = dataclasses.field(default_factory=dict)
+  # Instructions in the optimized HLO of the step (the same every round):
+  # what the compiler's back end must turn into code, free of timing noise.
+  program_ops: int | None = None
 
 
 def _time_one(
@@ -490,6 +496,9 @@ def _time_one(
   s.compile_s.append(time.perf_counter() - t0)
   s.compile_cpu_s.append(time.process_time() - c0)
   s.round_compile_s[round_] = s.compile_s[-1]
+  s.round_compile_cpu_s[round_] = s.compile_cpu_s[-1]
+  if s.program_ops is None:
+    s.program_ops = program_ops(compiled.as_text())
   p, state = compiled(p, grads, state)  # warm-up
   jax.block_until_ready((p, state))
   for _ in range(steps):
@@ -499,6 +508,11 @@ def _time_one(
     s.step_s.append(time.perf_counter() - t0)
   s.round_step_s[round_] = statistics.median(s.step_s[-steps:])
   del compiled, p, state
+
+
+def program_ops(hlo_text: str) -> int:
+  """Instructions in an HLO module's text (lines that define a value)."""
+  return sum(" = " in line for line in hlo_text.splitlines())
 
 
 def run_config(
@@ -606,6 +620,15 @@ def summarize(
     row["compile_x_range"] = _span(
       round_ratios(s.round_compile_s, base.round_compile_s)
     )
+    row["compile_cpu_x_range"] = _span(
+      round_ratios(s.round_compile_cpu_s, base.round_compile_cpu_s)
+    )
+    row["program_ops"] = s.program_ops
+    row["program_x"] = (
+      s.program_ops / base.program_ops
+      if s.program_ops and base.program_ops
+      else None
+    )
     now = samples.get(v.name.removeprefix(_baseline.PREFIX))
     if v.name.startswith(_baseline.PREFIX) and now and now.step_s and s.step_s:
       row["step_x_current"] = _median(now.step_s) / step
@@ -685,7 +708,9 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     "see the README). Compile is `lower` + `compile` with caches cleared; "
     "`cpu x` is the same ratio in process CPU time (less sensitive to other "
     "load on the machine). `range`: the lowest and highest of the per-round "
-    "ratios to Adam in the same round (the noise band).",
+    "ratios to Adam in the same round (the noise band). `HLO x`: the "
+    "number of instructions in the optimized program over Adam's (no "
+    "timing noise).",
   ]
   if meta.get("baseline"):
     lines += [
@@ -701,14 +726,14 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
       f"{res['leaf_shape'][0]}x{res['leaf_shape'][1]}",
       "",
       "| variant | stage | step ms | x Adam | range | x floor | compile s "
-      "| x Adam | range | cpu x |",
-      "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
+      "| x Adam | range | cpu x | range | HLO x |",
+      "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in res["rows"]:
       if r["error"]:
         lines.append(
           f"| {r['variant']} | {r['stage']} | error: {r['error']} "
-          "| | | | | | | |"
+          "| | | | | | | | | |"
         )
         continue
       lines.append(
@@ -718,7 +743,9 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"| {_fmt(r['step_x_floor'], '.3f')} "
         f"| {_fmt(r['compile_s'], '.2f')} | {_fmt(r['compile_x'], '.2f')} "
         f"| {fmt_range(r.get('compile_x_range'))} "
-        f"| {_fmt(r['compile_cpu_x'], '.2f')} |"
+        f"| {_fmt(r['compile_cpu_x'], '.2f')} "
+        f"| {fmt_range(r.get('compile_cpu_x_range'))} "
+        f"| {_fmt(r.get('program_x'), '.3f')} |"
       )
     lines += base_table(res["rows"])
   return "\n".join(lines) + "\n"

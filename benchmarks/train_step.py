@@ -165,6 +165,8 @@ class Samples:
   compile_cpu_s: dict[int, float] = dataclasses.field(default_factory=dict)
   step_s: dict[int, list[float]] = dataclasses.field(default_factory=dict)
   error: str | None = None
+  # Instructions in the optimized program (overhead.program_ops).
+  program_ops: int | None = None
 
 
 def _error(e: Exception) -> str:
@@ -229,6 +231,8 @@ def run(
         )
         s.compile_s[r] = time.perf_counter() - t0
         s.compile_cpu_s[r] = time.process_time() - c0
+        if s.program_ops is None:
+          s.program_ops = overhead.program_ops(compiled.as_text())
         p, state, loss = compiled(p, state, inputs, targets)  # warm-up
         jax.block_until_ready((p, state, loss))
         live.append((v, compiled, [p, state]))
@@ -309,6 +313,11 @@ def summarize(
       "floor": v.floor,
       "step_x_floor": None,
       "compile_cpu_x_floor": None,
+      "program_x": (
+        s.program_ops / base.program_ops
+        if s.program_ops and base.program_ops
+        else None
+      ),
       "error": s.error,
     }
     if v.floor and samples.get(v.floor) and samples[v.floor].step_s:
@@ -361,7 +370,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     "that its algorithm cannot avoid (benchmarks/README.md, floors). "
     "`cpu x`: the compile ratio in process CPU time (lowest over rounds), "
     "less sensitive to other load on the machine; `cpu x floor`: the same "
-    "over the floor's compile.",
+    "over the floor's compile. `HLO x`: instructions in the optimized "
+    "program over Adam's (no timing noise).",
   ]
   if meta.get("baseline"):
     lines += [
@@ -372,14 +382,14 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
   lines += [
     "",
     "| variant | stage | step ms | x Adam | range | x floor | compile s "
-    "| x Adam | range | cpu x | range | cpu x floor |",
-    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    "| x Adam | range | cpu x | range | cpu x floor | HLO x |",
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
   ]
   for r in rows:
     if r["error"] and not math.isfinite(r["compile_s"]):
       lines.append(
         f"| {r['variant']} | {r['stage']} | error: {r['error']} "
-        "| | | | | | | | | |"
+        "| | | | | | | | | | |"
       )
       continue
     lines.append(
@@ -388,7 +398,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
       f"| {f(r['step_x_floor'], '.3f')} | {f(r['compile_s'], '.2f')} "
       f"| {f(r['compile_x'], '.2f')} | {rng(r['compile_x_range'])} "
       f"| {f(r['compile_cpu_x'], '.2f')} | {rng(r['compile_cpu_x_range'])} "
-      f"| {f(r['compile_cpu_x_floor'], '.2f')} |"
+      f"| {f(r['compile_cpu_x_floor'], '.2f')} "
+      f"| {f(r['program_x'], '.3f')} |"
     )
   lines += overhead.base_table(rows)
   return "\n".join(lines) + "\n"
