@@ -15,20 +15,21 @@ variant):
 Each decodes a whole batch for a fixed number of steps inside one
 :func:`jax.lax.scan`, so it compiles once per shape.
 
-**Beam search.** Each sentence keeps the ``beam`` prefixes of highest
-log-probability. At every step each prefix is extended by every token and
-the ``beam`` best of the ``beam * vocab`` extensions survive. A prefix that
-has emitted ``</s>`` is finished: it stays in the beam with its score
-frozen (it extends only by padding, at no cost). After the last step the
-output is the beam whose score, divided by the length penalty of Wu et al.
-(`Google's Neural Machine Translation System
-<https://arxiv.org/abs/1609.08144>`_, 2016, eq. 14)::
+**Beam search** (as in Wu et al., `Google's Neural Machine Translation
+System <https://arxiv.org/abs/1609.08144>`_, 2016, section 7). Each
+sentence keeps ``beam`` *alive* prefixes. At every step each is extended by
+every token and the ``2 * beam`` best extensions by log-probability are
+taken: those that end with ``</s>`` are *finished* and scored with the
+length penalty of eq. 14::
 
-  lp(Y) = ((5 + |Y|) / 6) ** alpha
+  score(Y) = log P(Y) / lp(Y),   lp(Y) = ((5 + |Y|) / 6) ** alpha
 
-is highest (``|Y|`` counts ``</s>``). ``alpha = 0`` picks the most probable
-beam; a larger ``alpha`` favours longer outputs. With ``beam = 1`` the search
-is greedy decoding.
+(``|Y|`` counts ``</s>``); the ``beam`` best finished hypotheses are kept,
+and the ``beam`` best unfinished extensions stay alive. The output is the
+best finished hypothesis, or the best alive one (cut at ``length``) for a
+sentence with none. ``alpha = 0`` compares plain log-probabilities; a
+larger ``alpha`` favours longer outputs. Extending ``2 * beam`` candidates
+keeps ``beam`` alive prefixes even when up to ``beam`` of them end.
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def beam_search(
   beam: int = 4,
   alpha: float = 0.6,
 ):
-  """Beam search: the best of ``beam`` hypotheses of every source.
+  """Beam search: the best hypothesis of every source.
 
   Args:
     model: the encoder-decoder (see the module docstring).
@@ -91,56 +92,64 @@ def beam_search(
     src_len: their lengths ``[batch]``.
     length: the number of tokens to generate.
     bos: the start token.
-    eos: the end token; a beam that emits it is finished.
+    eos: the end token; a hypothesis that emits it is finished.
     beam: the number of hypotheses kept per source.
-    alpha: the length-penalty exponent used to pick the final beam.
+    alpha: the length-penalty exponent.
 
   Returns:
-    ``(tokens, scores)``: ``[batch, length]`` ids (after ``eos`` come
-    ``eos`` tokens) and the log-probability of each output.
+    ``(tokens, scores)``: ``[batch, length]`` ids (``</s>`` then padding
+    0 after a finished output) and the log-probability of each output.
   """
   b, k = src.shape[0], beam
   memory, mask, carry = model.encode(src, src_len)
   # Beam-major copies of the encoder output and state: row i*k + j.
-  tile = lambda x: jnp.repeat(x, k, axis=0)
-  memory, mask, carry = jax.tree.map(tile, (memory, mask, carry))
-  scores = jnp.tile(jnp.asarray([0.0] + [-jnp.inf] * (k - 1)), (b, 1))
+  memory, mask, carry = jax.tree.map(
+    lambda x: jnp.repeat(x, k, axis=0), (memory, mask, carry)
+  )
+  neg = jnp.full((b, k), -jnp.inf)
+  seqs = jnp.zeros((b, k, length), jnp.int32)
   state = (
     carry,
-    jnp.full((b * k,), bos, jnp.int32),  # last token of every beam
-    scores,  # [b, k] log-probabilities
-    jnp.zeros((b, k), bool),  # finished
-    jnp.zeros((b, k), jnp.int32),  # lengths (with </s>)
-    jnp.zeros((b, k, length), jnp.int32),  # the tokens so far
+    jnp.full((b * k,), bos, jnp.int32),  # last token of every alive beam
+    neg.at[:, 0].set(0.0),  # alive log-probabilities
+    seqs,  # alive tokens
+    neg,  # finished: normalised scores
+    neg,  # finished: log-probabilities
+    seqs,  # finished tokens
   )
 
+  def gather(x, idx):  # x [b, n, ...], idx [b, m] -> [b, m, ...]
+    idx = idx.reshape(idx.shape + (1,) * (x.ndim - 2))
+    return jnp.take_along_axis(x, idx, 1)
+
   def body(state, t):
-    carry, token, scores, done, lengths, seqs = state
+    carry, token, alive, seqs, fin, fin_logp, fin_seqs = state
     logits, carry = model.decode_step(memory, mask, carry, token)
     logp = jax.nn.log_softmax(logits.astype(jnp.float32), -1)
     v = logp.shape[-1]
-    logp = logp.reshape(b, k, v)
-    # A finished beam extends only by </s>, at no cost.
-    frozen = jnp.where(jnp.arange(v) == eos, 0.0, -jnp.inf)
-    logp = jnp.where(done[..., None], frozen, logp)
-    cand = (scores[..., None] + logp).reshape(b, k * v)
-    scores, idx = jax.lax.top_k(cand, k)
-    src_beam, token = idx // v, (idx % v).astype(jnp.int32)
-    pick = lambda x: jnp.take_along_axis(x, src_beam, 1)
-    done, lengths = pick(done), pick(lengths)
-    seqs = jnp.take_along_axis(seqs, src_beam[..., None], 1)
-    seqs = seqs.at[:, :, t].set(token)
-    lengths = lengths + (~done).astype(jnp.int32)
-    done = done | (token == eos)
-    rows = (jnp.arange(b)[:, None] * k + src_beam).reshape(-1)
+    cand = (alive[..., None] + logp.reshape(b, k, v)).reshape(b, k * v)
+    scores, idx = jax.lax.top_k(cand, 2 * k)
+    parent, token = idx // v, (idx % v).astype(jnp.int32)
+    seqs = gather(seqs, parent).at[:, :, t].set(token)  # [b, 2k, length]
+    ended = token == eos
+    # Finished: the best `k` of the old and the new ones.
+    norm = jnp.where(ended, scores / length_penalty(t + 1.0, alpha), -jnp.inf)
+    fin, top = jax.lax.top_k(jnp.concatenate([fin, norm], 1), k)
+    fin_logp = gather(jnp.concatenate([fin_logp, scores], 1), top)
+    fin_seqs = gather(jnp.concatenate([fin_seqs, seqs], 1), top)
+    # Alive: the best `k` extensions that did not end.
+    alive, top = jax.lax.top_k(jnp.where(ended, -jnp.inf, scores), k)
+    seqs, token = gather(seqs, top), gather(token, top)
+    rows = (jnp.arange(b)[:, None] * k + gather(parent, top)).reshape(-1)
     carry = jax.tree.map(lambda x: x[rows], carry)
-    return (carry, token.reshape(-1), scores, done, lengths, seqs), None
+    state = (carry, token.reshape(-1), alive, seqs, fin, fin_logp, fin_seqs)
+    return state, None
 
   state, _ = jax.lax.scan(body, state, jnp.arange(length))
-  _, _, scores, _, lengths, seqs = state
-  best = jnp.argmax(scores / length_penalty(lengths, alpha), -1)
-  tokens = jnp.take_along_axis(seqs, best[:, None, None], 1)[:, 0]
-  return tokens, jnp.take_along_axis(scores, best[:, None], 1)[:, 0]
+  _, _, alive, seqs, fin, fin_logp, fin_seqs = state
+  any_fin = jnp.isfinite(fin[:, 0])
+  tokens = jnp.where(any_fin[:, None], fin_seqs[:, 0], seqs[:, 0])
+  return tokens, jnp.where(any_fin, fin_logp[:, 0], alive[:, 0])
 
 
 def strip(ids: Sequence[int], eos: int, pad: int = 0) -> list[int]:

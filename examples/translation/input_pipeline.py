@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,21 +58,63 @@ def _is_sentence_pair(de: str, en: str, lo: int = 3, hi: int = 20) -> bool:
   return de[0].isupper() and de[-1] in ".!?" and en[-1] in ".!?"
 
 
-def parse_ding(lines) -> list[tuple[str, str]]:
-  """German -> English sentence pairs of Ding dictionary lines (deduped)."""
-  seen: dict[tuple[str, str], None] = {}
+def _aligned_parts(lines):
+  """The cleaned ``(German, English)`` parts of every dictionary line."""
   for line in lines:
     if line.startswith("#") or "::" not in line:
       continue
     de, en = line.rstrip("\n").split("::", 1)
     de_parts, en_parts = de.split("|"), en.split("|")
-    if len(de_parts) != len(en_parts):
-      continue
-    for a, b in zip(de_parts, en_parts):
-      a, b = _clean(a), _clean(b)
+    if len(de_parts) == len(en_parts):
+      yield [(_clean(a), _clean(b)) for a, b in zip(de_parts, en_parts)]
+
+
+def parse_ding(lines) -> list[tuple[str, str]]:
+  """German -> English sentence pairs of Ding dictionary lines (deduped)."""
+  seen: dict[tuple[str, str], None] = {}
+  for parts in _aligned_parts(lines):
+    for a, b in parts:
       if _is_sentence_pair(a, b):
         seen.setdefault((a, b), None)
   return list(seen)
+
+
+def parse_ding_phrases(
+  lines, held_out: Iterable[tuple[str, str]] = (), max_words: int = 12
+) -> list[tuple[str, str]]:
+  """The dictionary's own entries: word and phrase pairs (deduped).
+
+  The parts of Ding lines that are not sentences: headwords, inflections
+  and phrases (``Wecker`` / ``alarm clock``, ``trotz aller Mühe`` / ``in
+  spite of every effort``), when neither side lists alternatives (``;``)
+  or holds placeholders, and both have at most ``max_words`` words. Every
+  part of a line that holds a ``held_out`` sentence pair is left out, so
+  the entries of a test sentence's line never reach training.
+  """
+  held = set(held_out)
+  seen: dict[tuple[str, str], None] = {}
+  for parts in _aligned_parts(lines):
+    if any(p in held for p in parts):
+      continue
+    for a, b in parts:
+      if not a or not b or ";" in a or ";" in b or _is_sentence_pair(a, b):
+        continue
+      if _PLACEHOLDER.search(a) or _PLACEHOLDER.search(b):
+        continue
+      if len(a.split()) <= max_words and len(b.split()) <= max_words:
+        seen.setdefault((a, b), None)
+  return list(seen)
+
+
+def load_ding_phrases(
+  held_out: Iterable[tuple[str, str]] = (),
+  data_dir: str | None = None,
+  max_words: int = 12,
+) -> list[tuple[str, str]]:
+  """:func:`parse_ding_phrases` of the Debian package (fetched once)."""
+  path = data.fetch_deb(data.TRANS_DE_EN, data_dir)
+  with open(path, encoding="utf-8") as f:
+    return parse_ding_phrases(f, held_out, max_words)
 
 
 def parse_cmudict(text: str) -> list[tuple[str, str]]:

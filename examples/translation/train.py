@@ -35,6 +35,7 @@ from examples.common import subword
 from examples.common import trainer
 from examples.translation.input_pipeline import SOURCES
 from examples.translation.input_pipeline import Encoded
+from examples.translation.input_pipeline import load_ding_phrases
 from examples.translation.input_pipeline import load_pairs
 from examples.translation.input_pipeline import split_pairs
 from examples.translation.models import Seq2Seq
@@ -130,8 +131,16 @@ def make_parser() -> argparse.ArgumentParser:
   g.add_argument(
     "--alpha",
     type=cli.nonnegative_float,
-    default=0.6,
+    default=1.0,
     help="length-penalty exponent of beam search (GNMT)",
+  )
+  g.add_argument(
+    "--dict-batches",
+    type=cli.probability,
+    default=0.0,
+    help="fraction of the training batches drawn from the Ding "
+    "dictionary's word and phrase entries (not from lines holding a test or "
+    "validation sentence); 0: sentences only",
   )
   g.add_argument(
     "--max-pairs",
@@ -247,7 +256,7 @@ def translate(
   batch_size: int,
   length: int,
   beam: int = 1,
-  alpha: float = 0.6,
+  alpha: float = 1.0,
 ) -> list[str]:
   """Translations (text) of every source in ``enc``: greedy when ``beam``
   is 1, else beam search."""
@@ -280,6 +289,16 @@ def bleu(hyps: Sequence[str], refs: Sequence[str], source: str) -> float:
 
   tokenize = "none" if source == "cmudict" else "13a"
   return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score)
+
+
+def _mixed(first, second, p_second: float, seed: int):
+  """``step -> batch`` from ``second`` with probability ``p_second``."""
+
+  def sample(step: int):
+    r = np.random.default_rng([seed, step, 2])
+    return second(step) if r.random() < p_second else first(step)
+
+  return sample
 
 
 def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
@@ -338,6 +357,21 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
     return Encoded(p, src_sp, sp, args.src_len, args.tgt_len)
 
   train, val, test = encode(train_p), encode(val_p), encode(test_p)
+  sample = train.bucket_sampler(args.batch_size, args.seed)
+  n_phrases = 0
+  if args.dict_batches > 0:
+    if source != "ding":
+      raise cli.UsageError("--dict-batches needs the Ding data (--source ding)")
+    phrases = encode(
+      load_ding_phrases([*val_p, *test_p], args.data_dir, args.max_words)
+    )
+    n_phrases = len(phrases)
+    sample = _mixed(
+      sample,
+      phrases.bucket_sampler(args.batch_size, args.seed + 1),
+      args.dict_batches,
+      args.seed,
+    )
   refs = [t for _, t in test_p]
   model = Seq2Seq(
     src_sp.get_piece_size(),
@@ -385,11 +419,23 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
         else ""
       ),
     ]
+    if n_phrases:
+      lines.insert(
+        1,
+        f"plus {n_phrases:,} dictionary word/phrase pairs in "
+        f"{args.dict_batches:.0%} of the batches",
+      )
     k = min(args.samples, len(test))
     if k:
       sub = encode(test_p[:k])
       hyps = translate(
-        model, sub, sp, args.eval_batch_size, args.tgt_len, args.beam
+        model,
+        sub,
+        sp,
+        args.eval_batch_size,
+        args.tgt_len,
+        args.beam,
+        args.alpha,
       )
       for (s, t), h in zip(test_p[:k], hyps):
         lines += [
@@ -403,7 +449,7 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
     name="translation",
     model=model,
     loss_fn=lambda m, b, c, k: loss_fn(m, b, c, k, args.label_smoothing),
-    train_batch=train.bucket_sampler(args.batch_size, args.seed),
+    train_batch=sample,
     evaluate=evaluate,
     meta={
       "source": source,
