@@ -27,6 +27,7 @@ from examples.common.testing import argv
 from examples.common.testing import fixture
 from examples.common.testing import loss_fell
 from examples.common.testing import make_tar
+from examples.translation import compare
 from examples.translation import input_pipeline
 from examples.translation import train as translation
 
@@ -361,3 +362,53 @@ def test_bad_flags_are_one_line_usage_errors(tmp_path, capsys, flags, message):
   err = capsys.readouterr().err.strip().splitlines()
   assert err[-1].startswith("python -m examples.translation: error:")
   assert message in err[-1] and "Traceback" not in "".join(err)
+
+
+def _result(ev, clip_name, rate, max_g):
+  return trainer.RunResult(
+    task="translation",
+    workdir=None,
+    steps=1,
+    eval=ev,
+    history=None,
+    losses=np.array([1.0]),
+    grad_norms=np.array([max_g]),
+    clip_name=clip_name,
+    clip_rate=rate,
+    spikes=2,
+    wall_time=12.0,
+    train_time=10.0,
+    files=[],
+    report=[],
+  )
+
+
+def test_comparison_tables_and_usage_errors(capsys):
+  ev = {"val_loss": 3.25, "test_bleu": 6.5, "test_bleu_greedy": 6.25}
+  rows = [
+    ("none", 3e-3, _result(ev, None, float("nan"), 2.5)),
+    ("zclip", 3e-2, _result(ev, "zclip", 0.25, 40.0)),
+  ]
+  lines = compare.clip_table(rows).splitlines()
+  assert (
+    lines[2] == "| `none` | 0.003 | 6.50 | 6.25 | 3.250 | 2.5 | - | 2 | 12s |"
+  )
+  assert lines[3].startswith("| `zclip` | 0.03 |") and "| 25% |" in lines[3]
+  curves = [
+    (0.5, 100, [{"step": 5, "test_bleu": 1.0}, {"step": 10, "test_bleu": 2}]),
+    (1.0, 200, [{"step": 10, "test_bleu": 3.0}]),
+  ]
+  lines = compare.curve_table(curves).splitlines()
+  assert lines[0] == "| training pairs | step 5 | step 10 |"
+  assert lines[2] == "| 100 (50%) | 1.00 | 2.00 |"
+  assert lines[3] == "| 200 (100%) | nan | 3.00 |"
+  for bad in (
+    ["--lrs", "fast"],
+    ["--clips", "clip_by_nothing"],
+    ["--fractions", "0,1"],
+    ["curves", "--train-flags", "--beam 0"],
+  ):
+    with pytest.raises(SystemExit) as e:
+      compare.main(bad)
+    assert e.value.code == 2
+    assert "error:" in capsys.readouterr().err.strip().splitlines()[-1]
