@@ -50,10 +50,10 @@ def make_parser() -> argparse.ArgumentParser:
     "pairs, with SentencePiece subwords and beam search, and report BLEU.",
     prog="python -m examples.translation",
     lr=3e-3,
-    steps=3000,
+    steps=2500,
     batch_size=64,
     hidden=256,
-    eval_every=1000,
+    eval_every=500,
     ckpt_every=500,
     cell="gru",
   )
