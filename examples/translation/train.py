@@ -105,7 +105,8 @@ def make_parser() -> argparse.ArgumentParser:
     choices=SCHEDULES,
     default="cosine",
     help="learning rate: linear warmup to --lr, then cosine decay to a "
-    "tenth of it (cosine) or --lr throughout (constant)",
+    "tenth of it (cosine; it depends on --steps, so --resume with the "
+    "same --steps) or --lr throughout (constant)",
   )
   g.add_argument(
     "--warmup",
