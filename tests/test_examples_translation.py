@@ -14,12 +14,20 @@ import pytest
 pytest.importorskip("flax", exc_type=ModuleNotFoundError)
 pytest.importorskip("sacrebleu", exc_type=ModuleNotFoundError)
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
 from examples.common import data
+from examples.common import decoding
+from examples.common import subword
 from examples.common import trainer
 from examples.common.testing import argv
 from examples.common.testing import fixture
 from examples.common.testing import loss_fell
 from examples.common.testing import make_tar
+from examples.translation import compare
 from examples.translation import input_pipeline
 from examples.translation import train as translation
 
@@ -41,6 +49,20 @@ def test_parse_ding_keeps_whole_sentences_only():
   assert "Der Baum ist hoch." not in pairs  # parts not aligned
   assert pairs["Ich gebe dir das Buch."] == "I give you the book."
   assert len(pairs) == 32
+
+
+def test_dictionary_entries_leave_out_the_lines_of_held_out_sentences():
+  with open(fixture("ding_de_en.txt"), encoding="utf-8") as f:
+    lines = f.readlines()
+  phrases = input_pipeline.parse_ding_phrases(lines)
+  assert ("Haus", "house") in phrases and ("Häuser", "houses") in phrases
+  assert ("Katze", "cat") in phrases
+  assert not any(s.endswith(".") for s, _ in phrases)  # no sentences
+  assert not any("jdm." in s or "sth." in t for s, t in phrases)
+  held = [("Das Haus ist sehr alt.", "The house is very old.")]
+  rest = input_pipeline.parse_ding_phrases(lines, held)
+  assert ("Haus", "house") not in rest and ("Häuser", "houses") not in rest
+  assert set(rest) == set(phrases) - {("Haus", "house"), ("Häuser", "houses")}
 
 
 def test_cmudict_fallback_when_debian_is_unavailable(tmp_path, monkeypatch):
@@ -69,36 +91,339 @@ def test_pairs_file(tmp_path):
   assert pairs == [("ein Hund", "a dog"), ("zwei Katzen", "two cats")]
 
 
-def test_detokenize_and_bleu():
-  toks = ["the", "dog", "is", "here", "."]
-  assert translation.detokenize(toks, "word") == "the dog is here."
-  score = translation.bleu([toks], ["the dog is here."], "word")
-  assert score == pytest.approx(100.0)
-  assert translation.detokenize(["AE1", "P"], "space") == "AE1 P"
+def test_bleu_is_sacrebleu_corpus_bleu():
+  ref = ["The dog is here."]
+  assert translation.bleu(ref, ref, "ding") == pytest.approx(100.0)
+  # Cased: a lower-case hypothesis loses its first word's matches.
+  assert translation.bleu(["the dog is here."], ref, "ding") < 100
 
 
-def test_seq2seq_trains_and_reports_bleu(tmp_path):
+def test_split_keeps_every_sentence_in_one_set():
+  pairs = [
+    ("Er kam allein.", "He came alone."),
+    ("Er kam allein!", "He came by himself."),  # same source up to "!"
+    ("Sie kam allein.", "He came by himself."),  # same target as above
+    ("Er kam allein.", "He came alone."),  # an exact duplicate
+  ] + [(f"Satz {i}.", f"Sentence {i}.") for i in range(20)]
+  for seed in range(5):
+    train, val, test = input_pipeline.split_pairs(pairs, 4, 4, seed)
+    assert len(train) + len(val) + len(test) == len(pairs) - 1  # deduped
+    sets = [train, val, test]
+    group = [("Er" in s or "Sie" in s) for part in sets for s, _ in part]
+    assert sum(group) == 3
+    homes = [i for i, part in enumerate(sets) for s, _ in part if "kam" in s]
+    assert len(set(homes)) == 1, homes
+    assert len(test) >= 4 and len(val) >= 4
+
+
+def _spm(tmp_path, side=1, size=60):
   pairs = _ding_pairs()
-  flags = {
+  return subword.cached(
+    [p[side] for p in pairs], size, tmp_path, "t", normalization="nmt_nfkc"
+  )
+
+
+def test_sentencepiece_trained_on_the_fixture_and_cached(tmp_path):
+  sp = _spm(tmp_path)
+  assert sp.get_piece_size() == 60
+  assert sp.id_to_piece(subword.EOS_ID) == "</s>"
+  text = "The house is very old."
+  assert sp.decode(sp.encode(text)) == text  # cased, lossless
+  (model,) = (tmp_path / "t" / "spm").glob("*.model")
+  stamp = model.stat().st_mtime_ns
+  assert _spm(tmp_path).encode(text) == sp.encode(text)
+  assert model.stat().st_mtime_ns == stamp  # loaded, not retrained
+  with pytest.raises(ValueError, match="--vocab-size 5000"):
+    _spm(tmp_path, size=5000)
+
+
+def test_encoded_pairs_and_bucketed_batches(tmp_path):
+  pairs = _ding_pairs()
+  src_sp, tgt_sp = _spm(tmp_path, 0), _spm(tmp_path, 1)
+  enc = input_pipeline.Encoded(pairs, src_sp, tgt_sp, 40, 30)
+  i = [s for s, _ in pairs].index("Das Haus ist sehr alt.")
+  t = tgt_sp.encode("The house is very old.")
+  n = len(t) + 1
+  np.testing.assert_array_equal(enc.tgt_in[i, :n], [subword.BOS_ID, *t])
+  np.testing.assert_array_equal(enc.tgt_out[i, :n], [*t, subword.EOS_ID])
+  assert enc.tgt_out[i, n:].sum() == 0
+  assert enc.src_len[i] == len(src_sp.encode("Das Haus ist sehr alt."))
+  sample = enc.bucket_sampler(8, seed=3, width=6)
+  for step in range(20):
+    b = sample(step)
+    width = b["src"].shape[1]
+    assert width == b["tgt_in"].shape[1] and width % 6 == 0
+    assert b["src_len"].max() <= width and b["src"].shape[0] == 8
+    # nothing is cut: the columns beyond the batch's width are padding
+    rows = [
+      int(np.flatnonzero((enc.src[:, :width] == r).all(1))[0]) for r in b["src"]
+    ]
+    assert enc.src[rows, width:].sum() == 0
+    assert enc.tgt_out[rows, width:].sum() == 0
+    assert (enc.lengths[rows] > width - 6).all()
+    np.testing.assert_array_equal(sample(step)["tgt_out"], b["tgt_out"])
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------
+
+PAD, BOS, EOS, A, B = 0, 1, 2, 3, 4
+
+
+class Bigram(nnx.Module):
+  """A decoder whose next-token log-probabilities are a table lookup.
+
+  ``tables[src[:, 0], prev2, prev]`` (a second-order Markov chain, one table
+  per source): the state carries the token before the last one, so a beam
+  search that reorders the state wrongly decodes from the wrong row.
+  """
+
+  def __init__(self, tables):
+    self.tables = nnx.Variable(jnp.log(jnp.asarray(tables, jnp.float32)))
+
+  def encode(self, src, src_len):
+    return src[:, 0], src_len > 0, jnp.full(src.shape[:1], BOS, jnp.int32)
+
+  def decode_step(self, memory, mask, carry, token):
+    logits = self.tables[...][memory, carry, token]
+    return logits, token
+
+
+def _first_order(rows):
+  """Tables ``[1, 5, 5, 5]`` of a first-order chain from ``prev -> probs``."""
+  t = np.full((5, 5), 1e-9)
+  for prev, probs in rows.items():
+    t[prev] = probs
+  return np.broadcast_to(t, (1, 5, 5, 5)).copy()
+
+
+# From <s>: A .6, B .4; from A: A .4, </s> .3, B .3; from B: </s> .9.
+HAND = _first_order(
+  {
+    BOS: [0, 0, 0, 0.6, 0.4],
+    A: [0, 0, 0.3, 0.4, 0.3],
+    B: [0, 0, 0.9, 0.05, 0.05],
+    EOS: [0, 0, 1, 0, 0],
+  }
+)
+
+
+def _decode(tables, src, beam, length=4, alpha=0.6):
+  model = Bigram(tables)
+  src = jnp.asarray(src, jnp.int32)
+  src_len = jnp.ones(src.shape[:1], jnp.int32)
+  g = decoding.greedy(model, src, src_len, length=length, bos=BOS)
+  ids, scores = decoding.beam_search(
+    model, src, src_len, length=length, bos=BOS, eos=EOS, beam=beam, alpha=alpha
+  )
+  return np.asarray(g), np.asarray(ids), np.asarray(scores)
+
+
+def test_beam_search_finds_the_likelier_short_output_greedy_misses():
+  greedy, ids, scores = _decode(HAND, [[0]], beam=2)
+  # Greedy: A (.6), then A (.4) every step, never </s>.
+  np.testing.assert_array_equal(greedy[0], [A, A, A, A])
+  # Beam 2 keeps B (.4); B </s> (.36) beats A </s> (.18), A B </s> (.162)
+  # and everything longer.
+  assert decoding.strip(ids[0], EOS) == [B]
+  np.testing.assert_array_equal(ids[0], [B, EOS, PAD, PAD])
+  np.testing.assert_allclose(scores[0], np.log(0.4 * 0.9), rtol=1e-5)
+  # Beam 1 drops B at the first step; its finished hypotheses are A </s>
+  # (.18, length 2) and A A </s> (.072, length 3): with alpha 0.6
+  # log(.18) / lp(2) = -1.56 > log(.072) / lp(3) = -2.22.
+  _, ids1, scores1 = _decode(HAND, [[0]], beam=1)
+  assert decoding.strip(ids1[0], EOS) == [A]
+  np.testing.assert_allclose(scores1[0], np.log(0.18), rtol=1e-5)
+  lp = decoding.length_penalty
+  assert np.log(0.18) / lp(2, 0.6) > np.log(0.072) / lp(3, 0.6)
+
+
+def _reference_beam(logp, beam, length, alpha):
+  """The same beam search in NumPy, one source, with loops."""
+  alive = [((), BOS, BOS, 0.0)]  # tokens, prev2, prev, log-probability
+  finished = []  # (normalised score, log-probability, tokens)
+  for t in range(length):
+    cands = [
+      ((*toks, v), p1, v, s + logp[p2, p1, v])
+      for toks, p2, p1, s in alive
+      for v in range(logp.shape[-1])
+    ]
+    cands.sort(key=lambda c: -c[3])  # stable: ties keep the flat order
+    top = cands[: 2 * beam]
+    ended = [c for c in top if c[2] == EOS]
+    finished += [
+      (c[3] / decoding.length_penalty(t + 1, alpha), c[3], c[0]) for c in ended
+    ]
+    finished = sorted(finished, key=lambda f: -f[0])[:beam]
+    alive = [c for c in top if c[2] != EOS][:beam]
+  if finished:
+    _, score, toks = finished[0]
+    return [*toks, *[PAD] * (length - len(toks))], score
+  return list(alive[0][0]), alive[0][3]
+
+
+def test_beam_search_matches_a_numpy_reference_on_random_chains():
+  rng = np.random.default_rng(0)
+  tables = rng.dirichlet(np.full(5, 0.5), size=(3, 5, 5))
+  tables[..., PAD] = tables[..., BOS] = 1e-6  # rare, like unused ids
+  tables /= tables.sum(-1, keepdims=True)
+  logp = np.log(tables.astype(np.float32)).astype(np.float64)
+  src = [[0], [1], [2], [1]]
+  for beam in (1, 2, 3):
+    for alpha in (0.0, 1.0):
+      _, ids, scores = _decode(tables, src, beam, length=5, alpha=alpha)
+      for row, (s,) in enumerate(src):
+        want, score = _reference_beam(logp[s], beam, 5, alpha)
+        assert ids[row].tolist() == want, (beam, alpha, row)
+        np.testing.assert_allclose(scores[row], score, rtol=1e-4)
+
+
+def _tiny(tmp_path, **flags):
+  base = {
     "hidden": 32,
     "embed": 16,
     "batch_size": 8,
-    "src_len": 10,
-    "tgt_len": 10,
+    "eval_batch_size": 8,
+    "src_len": 12,
+    "tgt_len": 12,
+    "src_vocab": 60,
+    "tgt_vocab": 60,
     "lr": 2e-2,
-    "steps": 30,
-    "eval_every": 30,
+    "warmup": 2,
+    "schedule": "constant",  # a function of the step alone, as resume needs
+    "beam": 2,
+    "steps": 24,
+    "eval_every": 24,
     "no_progress": True,
-    "workdir": tmp_path,
     "no_plots": True,
-    "test_size": 8,
-    "val_size": 8,
-    "cell": "lstm",
+    "test_size": 4,
+    "val_size": 4,
+    "samples": 2,
+    "data_dir": tmp_path,
+    "workdir": tmp_path / "w",
   }
-  args = translation.make_parser().parse_args(argv(**flags))
-  result = trainer.train(
-    translation.build_task(args, pairs=pairs, source="ding"), args
+  return translation.make_parser().parse_args(argv(**{**base, **flags}))
+
+
+def _params(model):
+  return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def test_seq2seq_trains_reports_bleu_and_resumes_exactly(tmp_path):
+  pairs = _ding_pairs()
+
+  def run(**flags):
+    args = _tiny(tmp_path, **flags)
+    return trainer.train(
+      translation.build_task(args, pairs=pairs, source="ding"), args
+    )
+
+  full = run(workdir=tmp_path / "a")
+  assert loss_fell(full.losses, k=5)
+  assert 0.0 <= full.eval["test_bleu"] <= 100.0
+  assert "test_bleu_greedy" in full.eval
+  text = "\n".join(full.report)
+  assert "source:" in text and "reference:" in text and "hypothesis:" in text
+  assert (tmp_path / "a" / "spm_target.model").stat().st_size > 0
+  # Evaluation does not touch training: greedy-only saves compilations.
+  run(workdir=tmp_path / "b", steps=12, ckpt_every=6, eval_every=12, beam=1)
+  resumed = run(workdir=tmp_path / "b", ckpt_every=6, resume=True, beam=1)
+  np.testing.assert_array_equal(resumed.losses, full.losses)
+  for a, b in zip(_params(full.model), _params(resumed.model)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_schedule_warms_up_and_decays(tmp_path):
+  args = _tiny(tmp_path, lr=1e-2, warmup=10, steps=100, schedule="cosine")
+  lr = translation.learning_rate(args)
+  assert float(lr(0)) == 0.0 and float(lr(10)) == pytest.approx(1e-2)
+  assert float(lr(100)) == pytest.approx(1e-3)
+  const = _tiny(tmp_path, schedule="constant", warmup=0)
+  assert translation.learning_rate(const) is None
+
+
+@pytest.mark.parametrize(
+  "flags, message",
+  [
+    (["--train-fraction", "1.5"], "--train-fraction"),
+    (["--warmup", "50", "--steps", "50"], "--warmup"),
+    (["--beam", "0"], "--beam"),
+    (["--dropout", "1"], "--dropout"),
+    (["--tgt-vocab", "100000"], "--tgt-vocab"),
+  ],
+)
+def test_bad_flags_are_one_line_usage_errors(tmp_path, capsys, flags, message):
+  pairs = tmp_path / "pairs.tsv"
+  pairs.write_text(
+    "".join(f"{s}\t{t}\n" for s, t in _ding_pairs()), encoding="utf-8"
   )
-  assert loss_fell(result.losses, k=5)
-  assert 0.0 <= result.eval["test_bleu"] <= 100.0
-  assert "=>" in result.report[1] and "reference" in result.report[1]
+  with pytest.raises(SystemExit) as e:
+    translation.main(
+      [
+        "--pairs-file",
+        str(pairs),
+        "--data-dir",
+        str(tmp_path),
+        "--workdir",
+        str(tmp_path / "w"),
+        "--no-progress",
+        "--src-vocab",
+        "60",
+        *flags,
+      ]
+    )
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith("python -m examples.translation: error:")
+  assert message in err[-1] and "Traceback" not in "".join(err)
+
+
+def _result(ev, clip_name, rate, max_g):
+  return trainer.RunResult(
+    task="translation",
+    workdir=None,
+    steps=1,
+    eval=ev,
+    history=None,
+    losses=np.array([1.0]),
+    grad_norms=np.array([max_g]),
+    clip_name=clip_name,
+    clip_rate=rate,
+    spikes=2,
+    wall_time=12.0,
+    train_time=10.0,
+    files=[],
+    report=[],
+  )
+
+
+def test_comparison_tables_and_usage_errors(capsys):
+  ev = {"val_loss": 3.25, "test_bleu": 6.5, "test_bleu_greedy": 6.25}
+  rows = [
+    ("none", 3e-3, _result(ev, None, float("nan"), 2.5)),
+    ("zclip", 3e-2, _result(ev, "zclip", 0.25, 40.0)),
+  ]
+  lines = compare.clip_table(rows).splitlines()
+  assert (
+    lines[2] == "| `none` | 0.003 | 6.50 | 6.25 | 3.250 | 2.5 | - | 2 | 12s |"
+  )
+  assert lines[3].startswith("| `zclip` | 0.03 |") and "| 25% |" in lines[3]
+  curves = [
+    (0.5, 100, [{"step": 5, "test_bleu": 1.0}, {"step": 10, "test_bleu": 2}]),
+    (1.0, 200, [{"step": 10, "test_bleu": 3.0}]),
+  ]
+  lines = compare.curve_table(curves).splitlines()
+  assert lines[0] == "| training pairs | step 5 | step 10 |"
+  assert lines[2] == "| 100 (50%) | 1.00 | 2.00 |"
+  assert lines[3] == "| 200 (100%) | nan | 3.00 |"
+  for bad in (
+    ["--lrs", "fast"],
+    ["--clips", "clip_by_nothing"],
+    ["--fractions", "0,1"],
+    ["curves", "--train-flags", "--beam 0"],
+  ):
+    with pytest.raises(SystemExit) as e:
+      compare.main(bad)
+    assert e.value.code == 2
+    assert "error:" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -145,6 +145,8 @@ class Task:
       predictions), or None.
     metric: the headline metric among the evaluation's keys.
     lower_is_better: how to read it.
+    learning_rate: an Optax schedule (step -> rate) used instead of the
+      constant ``--lr``, e.g. warmup and decay to ``--lr``; None: ``--lr``.
   """
 
   name: str
@@ -157,6 +159,7 @@ class Task:
   report: Callable[[nnx.Module, dict], list[str]] | None = None
   metric: str = "val_loss"
   lower_is_better: bool = True
+  learning_rate: Any = None
 
 
 @dataclasses.dataclass
@@ -312,7 +315,7 @@ def train(task: Task, args: argparse.Namespace) -> RunResult:
   tx = strategies.build_tx(
     clip=args.clip,
     optimizer=args.optimizer,
-    learning_rate=args.lr,
+    learning_rate=args.lr if task.learning_rate is None else task.learning_rate,
     clip_after=args.clip_after,
     skip=args.skip,
   )

@@ -39,7 +39,6 @@ architectures only) are left out.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -55,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from examples.common import data
+from examples.common import subword
 
 MIRROR = "http://deb.debian.org/debian"
 SUITE = "bookworm"
@@ -381,7 +381,12 @@ def load_corpus(
 # Subword vocabulary
 # ---------------------------------------------------------------------------
 
-PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
+PAD_ID, BOS_ID, EOS_ID, UNK_ID = (
+  subword.PAD_ID,
+  subword.BOS_ID,
+  subword.EOS_ID,
+  subword.UNK_ID,
+)
 
 
 def train_tokenizer(
@@ -389,27 +394,7 @@ def train_tokenizer(
 ) -> Path:
   """A SentencePiece BPE model of ``texts`` (case-folded NFKC), saved at
   ``path`` (``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3)."""
-  import sentencepiece as spm
-
-  path = Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with open(path, "wb") as f:
-    spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(texts),
-      model_writer=f,
-      vocab_size=vocab_size,
-      model_type="bpe",
-      normalization_rule_name="nmt_nfkc_cf",
-      character_coverage=0.9995,
-      pad_id=PAD_ID,
-      bos_id=BOS_ID,
-      eos_id=EOS_ID,
-      unk_id=UNK_ID,
-      max_sentence_length=1 << 14,
-      num_threads=2,
-      minloglevel=2,
-    )
-  return path
+  return subword.train(texts, vocab_size, path)
 
 
 def cached_tokenizer(
@@ -417,24 +402,7 @@ def cached_tokenizer(
 ):
   """The tokenizer of ``texts``, trained once per (texts, size) and kept in
   ``<cache>/debian-descriptions/spm``."""
-  import sentencepiece as spm
-
-  h = hashlib.sha256(str(vocab_size).encode())
-  for t in texts:
-    h.update(t.encode() + b"\0")
-  path = (
-    data.cache_dir(cache)
-    / "debian-descriptions"
-    / "spm"
-    / f"{h.hexdigest()[:16]}.model"
-  )
-  if not path.is_file():
-    try:
-      tmp = train_tokenizer(texts, vocab_size, path.with_suffix(".tmp"))
-    except RuntimeError as e:  # e.g. more pieces than the text allows
-      raise ValueError(f"--vocab-size {vocab_size}: {e}") from None
-    tmp.replace(path)
-  return spm.SentencePieceProcessor(model_file=str(path))
+  return subword.cached(texts, vocab_size, cache, "debian-descriptions")
 
 
 def tokenizer_texts(docs: Sequence[Doc], doc_chars: int) -> list[str]:

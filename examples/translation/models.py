@@ -8,7 +8,10 @@ encoder states (Luong et al., `Effective Approaches to Attention-based
 Neural Machine Translation <https://arxiv.org/abs/1508.04025>`_, 2015,
 "general" scores, without input feeding): attention comes after the
 recurrence, so training runs the decoder over the whole target with one
-``nnx.RNN`` call, and greedy decoding steps its cell one token at a time.
+``nnx.RNN`` call, and decoding (:mod:`examples.common.decoding`: greedy or
+beam search) steps its cell one token at a time. Dropout (Srivastava et al.,
+2014) applies to the embeddings and to the attentional state before the
+output layer, in training only.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ import jax.numpy as jnp
 from flax import nnx
 
 from examples.common.rnn import RNNStack
+
+
+def dropout(x, rate: float, key):
+  """Inverted dropout of ``x`` (identity when ``key`` is None)."""
+  if key is None or rate <= 0:
+    return x
+  keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), 0.0)
 
 
 class Seq2Seq(nnx.Module):
@@ -31,6 +42,7 @@ class Seq2Seq(nnx.Module):
     layers: recurrent layers of the decoder and of each encoder direction.
     cell: ``"lstm"`` or ``"gru"``.
     norm: ``"none"`` or ``"layernorm"``.
+    dropout: dropout rate in training (see the module docstring).
     rngs: initialisation keys.
   """
 
@@ -43,10 +55,11 @@ class Seq2Seq(nnx.Module):
     layers: int = 1,
     cell: str = "lstm",
     norm: str = "none",
+    dropout: float = 0.0,
     *,
     rngs: nnx.Rngs,
   ):
-    self.cell_kind, self.hidden = cell, hidden
+    self.cell_kind, self.hidden, self.dropout = cell, hidden, dropout
     self.src_embed = nnx.Embed(src_vocab, embed, rngs=rngs)
     self.tgt_embed = nnx.Embed(tgt_vocab, embed, rngs=rngs)
     self.enc_fwd = RNNStack(embed, hidden, layers, cell, norm, rngs=rngs)
@@ -60,10 +73,10 @@ class Seq2Seq(nnx.Module):
     self.combine = nnx.Linear(2 * hidden, hidden, rngs=rngs)
     self.out = nnx.Linear(hidden, tgt_vocab, rngs=rngs)
 
-  def encode(self, src, src_len):
+  def encode(self, src, src_len, key=None):
     """Encoder memory ``[batch, src, hidden]``, its mask and the decoder's
-    initial state."""
-    x = self.src_embed(src)
+    initial state (``key``: dropout key, training only)."""
+    x = dropout(self.src_embed(src), self.dropout, key)
     _, f = self.enc_fwd(x, seq_lengths=src_len)
     _, b = self.enc_bwd(x, seq_lengths=src_len)
     h = jnp.concatenate([f, b], -1)
@@ -79,23 +92,26 @@ class Seq2Seq(nnx.Module):
       carry = tuple(h0 for _ in carry)
     return self.enc_proj(h), mask, carry
 
-  def attend(self, dec, memory, mask):
+  def attend(self, dec, memory, mask, key=None):
     """Attentional outputs: logits ``[batch, time, vocab]``."""
     scores = jnp.einsum("bth,bsh->bts", self.score(dec), memory)
     scores = jnp.where(mask[:, None, :], scores, -1e9)
     weights = jax.nn.softmax(scores.astype(jnp.float32), -1)
     context = jnp.einsum("bts,bsh->bth", weights.astype(memory.dtype), memory)
     h = jnp.tanh(self.combine(jnp.concatenate([dec, context], -1)))
-    return self.out(h)
+    return self.out(dropout(h, self.dropout, key))
 
-  def __call__(self, src, src_len, tgt_in):
-    """Teacher-forced logits of the target ``[batch, tgt, vocab]``."""
-    memory, mask, carry = self.encode(src, src_len)
-    _, dec = self.decoder(self.tgt_embed(tgt_in), carry)
-    return self.attend(dec, memory, mask)
+  def __call__(self, src, src_len, tgt_in, key=None):
+    """Teacher-forced logits of the target ``[batch, tgt, vocab]``
+    (``key``: dropout key, training only)."""
+    keys = (None,) * 3 if key is None else tuple(jax.random.split(key, 3))
+    memory, mask, carry = self.encode(src, src_len, keys[0])
+    emb = dropout(self.tgt_embed(tgt_in), self.dropout, keys[1])
+    _, dec = self.decoder(emb, carry)
+    return self.attend(dec, memory, mask, keys[2])
 
   def decode_step(self, memory, mask, carry, token):
-    """One greedy-decoding step: logits of the next token and new state."""
+    """One decoding step: logits of the next token and new state."""
     x = self.tgt_embed(token)
     new = []
     for layer, c in zip(self.decoder.layers, carry):
