@@ -44,6 +44,7 @@ from examples.common import cli
 from examples.common import plots
 from examples.common import trainer
 from examples.common.data import REPO_ROOT
+from examples.common.trainer import fmt_number as _num
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,10 +222,6 @@ def _run_args(args, run: Run, index: int) -> argparse.Namespace:
 
 def _slug(text: str) -> str:
   return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
-
-
-def _num(x: float, fmt: str) -> str:
-  return format(x, fmt) if math.isfinite(x) else "nan"
 
 
 def table(results: list[tuple[Run, trainer.RunResult]]) -> str:

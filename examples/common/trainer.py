@@ -32,6 +32,7 @@ import json
 import math
 import time
 from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,41 @@ class RunResult:
       k: (repr(v) if isinstance(v, float) and not math.isfinite(v) else v)
       for k, v in out.items()
     }
+
+
+def fmt_number(x: float, spec: str) -> str:
+  """``format(x, spec)``, or ``"nan"`` for a non-finite ``x`` (tables)."""
+  return format(x, spec) if math.isfinite(x) else "nan"
+
+
+def comparison_table(
+  metrics: Sequence[str],
+  rows: Sequence[tuple[str, float, RunResult]],
+  cells: Callable[[RunResult], Sequence[str]],
+) -> list[str]:
+  """A clipping comparison as Markdown table lines.
+
+  Columns: the ``--clip`` spec, Adam's learning rate, ``metrics`` (their
+  headers; ``cells(result)`` gives their values), then what every task
+  reports: validation loss, largest gradient norm, clip rate, loss spikes
+  and wall time.
+
+  Args:
+    metrics: the task's metric column headers.
+    rows: ``(clip spec, learning rate, result)`` per run.
+    cells: the metric cells of a result, one per header.
+  """
+  head = ["clipping", "Adam lr", *metrics, "val loss", "max grad norm"]
+  head += ["clip rate", "loss spikes", "time"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for clip, lr, r in rows:
+    rate = "-" if r.clip_name is None else f"{r.clip_rate:.0%}"
+    row = [f"`{clip}`", f"{lr:g}", *cells(r)]
+    row += [fmt_number(r.eval.get("val_loss", math.nan), ".3f")]
+    row += [fmt_number(r.max_grad_norm, ".3g"), rate, str(r.spikes)]
+    row += [f"{r.wall_time:.0f}s"]
+    lines.append("| " + " | ".join(row) + " |")
+  return lines
 
 
 # ---------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from examples.common import plots
 from examples.common import strategies
 from examples.common import trainer
 from examples.common.data import REPO_ROOT
+from examples.common.trainer import fmt_number as _num
 from examples.summarization import input_pipeline as ip
 from examples.summarization import train as summ
 
@@ -106,29 +107,16 @@ def _run_args(args, clip: str, lr: float, workdir: Path) -> argparse.Namespace:
   return summ.make_parser().parse_args(argv)
 
 
-def _num(x: float, fmt: str) -> str:
-  return format(x, fmt) if math.isfinite(x) else "nan"
-
-
 def table(rows: list[tuple[str, float, trainer.RunResult]]) -> str:
   """The comparison as a Markdown table, lead baseline last."""
-  head = (
-    "| clipping | Adam lr | ROUGE-1 | ROUGE-2 | ROUGE-L | val loss "
-    "| max grad norm | clip rate | loss spikes | time |"
-  )
-  lines = [head, "|" + "---|" * 10]
-  for clip, lr, r in rows:
-    ev = r.eval
-    rate = "-" if r.clip_name is None else f"{r.clip_rate:.0%}"
-    lines.append(
-      f"| `{clip}` | {lr:g} | "
-      + " | ".join(
-        _num(ev.get(f"test_{k}", math.nan), ".2f") for k in summ.ROUGE_TYPES
-      )
-      + f" | {_num(ev.get('val_loss', math.nan), '.3f')}"
-      f" | {_num(r.max_grad_norm, '.3g')} | {rate} | {r.spikes}"
-      f" | {r.wall_time:.0f}s |"
-    )
+
+  def cells(r: trainer.RunResult) -> list[str]:
+    return [
+      _num(r.eval.get(f"test_{k}", math.nan), ".2f") for k in summ.ROUGE_TYPES
+    ]
+
+  metrics = ["ROUGE-1", "ROUGE-2", "ROUGE-L"]
+  lines = trainer.comparison_table(metrics, rows, cells)
   if rows:
     ev = rows[0][2].eval
     lines.append(

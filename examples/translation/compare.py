@@ -41,6 +41,7 @@ from examples.common import plots
 from examples.common import strategies
 from examples.common import trainer
 from examples.common.data import REPO_ROOT
+from examples.common.trainer import fmt_number as _num
 from examples.translation import train as tr
 from examples.translation.input_pipeline import load_pairs
 
@@ -135,28 +136,17 @@ def _run_args(args, workdir: Path, **flags) -> argparse.Namespace:
   return run
 
 
-def _num(x: float, fmt: str) -> str:
-  return format(x, fmt) if math.isfinite(x) else "nan"
-
-
 def clip_table(rows: list[tuple[str, float, trainer.RunResult]]) -> str:
   """The clipping comparison as a Markdown table."""
-  head = (
-    "| clipping | Adam lr | test BLEU | greedy BLEU | val loss "
-    "| max grad norm | clip rate | loss spikes | time |"
-  )
-  lines = [head, "|" + "---|" * 9]
-  for clip, lr, r in rows:
-    ev = r.eval
-    rate = "-" if r.clip_name is None else f"{r.clip_rate:.0%}"
-    lines.append(
-      f"| `{clip}` | {lr:g} | {_num(ev.get('test_bleu', math.nan), '.2f')}"
-      f" | {_num(ev.get('test_bleu_greedy', math.nan), '.2f')}"
-      f" | {_num(ev.get('val_loss', math.nan), '.3f')}"
-      f" | {_num(r.max_grad_norm, '.3g')} | {rate} | {r.spikes}"
-      f" | {r.wall_time:.0f}s |"
-    )
-  return "\n".join(lines)
+
+  def cells(r: trainer.RunResult) -> list[str]:
+    return [
+      _num(r.eval.get(k, math.nan), ".2f")
+      for k in ("test_bleu", "test_bleu_greedy")
+    ]
+
+  metrics = ["test BLEU", "greedy BLEU"]
+  return "\n".join(trainer.comparison_table(metrics, rows, cells))
 
 
 def curve_table(rows: list[tuple[float, int, list[dict]]]) -> str:
