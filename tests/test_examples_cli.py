@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
 
 import jax
@@ -305,3 +306,33 @@ def test_unusable_data_is_a_usage_error(
 def test_a_good_file_passes_the_type():
   path = str(fixture("sonnets_excerpt.txt"))
   assert cli.text_file(path) == path
+
+
+@pytest.mark.parametrize(
+  "text, hi, message",
+  [
+    ("fast", math.inf, "--lrs 'fast': give comma-separated numbers"),
+    ("0.1,0", math.inf, "--lrs '0.1,0': give numbers in (0, inf]"),
+    (" , ", math.inf, "give numbers in (0, inf]"),
+    ("0.5,1.5", 1.0, "give numbers in (0, 1]"),
+    ("nan", math.inf, "give numbers in (0, inf]"),
+  ],
+)
+def test_number_list_rejects_with_one_usage_line(text, hi, message, capsys):
+  with pytest.raises(SystemExit) as e:
+    cli.number_list(argparse.ArgumentParser(prog="x"), "--lrs", text, hi)
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert message in err
+
+
+def test_clip_list_checks_every_spec(capsys):
+  p = argparse.ArgumentParser(prog="x")
+  got = cli.clip_list(p, "--clips", " none ; clip_by_global_norm:1.0;")
+  assert got == ["none", "clip_by_global_norm:1.0"]
+  assert cli.clip_list(p, "--c", ("autoclip",)) == ["autoclip"]
+  for bad, what in [("none;clip_by_nothing", "clip_by_nothing"), (";", "")]:
+    with pytest.raises(SystemExit):
+      cli.clip_list(p, "--clips", bad)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("x: error: --clips") and what in err[-1]

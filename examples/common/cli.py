@@ -291,8 +291,65 @@ def check_specs(
     p.error(one_line(e))
 
 
+def number_list(
+  p: argparse.ArgumentParser, flag: str, text: str, hi: float = math.inf
+) -> list[float]:
+  """The comma-separated numbers of ``flag``, each in ``(0, hi]``.
+
+  A comparison's ``--lrs 3e-3,3e-2`` or ``--fractions 0.5,1``; anything
+  else (no number, a word, zero, a negative or non-finite value, one above
+  ``hi``) is ``p.error``.
+
+  >>> number_list(argparse.ArgumentParser(), "--lrs", "3e-3, 0.03")
+  [0.003, 0.03]
+  """
+  try:
+    out = [float(x) for x in text.split(",") if x.strip()]
+  except ValueError:
+    p.error(f"{flag} {text!r}: give comma-separated numbers")
+  if not out or not all(0 < x <= hi and math.isfinite(x) for x in out):
+    p.error(f"{flag} {text!r}: give numbers in (0, {hi:g}]")
+  return out
+
+
+def clip_list(
+  p: argparse.ArgumentParser, flag: str, specs: str | Sequence[str]
+) -> list[str]:
+  """A comparison's clipping specs, each checked to build with Adam.
+
+  Args:
+    p: the parser whose ``error`` reports a bad spec (one line, exit 2).
+    flag: the flag's name, for the message.
+    specs: ``;``-separated specs (``"none;clip_by_global_norm:1.0"``) or a
+      list of them.
+
+  Returns:
+    The specs, stripped; at least one.
+  """
+  if isinstance(specs, str):
+    specs = specs.split(";")
+  out = [s.strip() for s in specs if s.strip()]
+  if not out:
+    p.error(f"{flag}: give at least one spec (`none` for no clipping)")
+  for spec in out:
+    try:
+      strategies.build_tx(clip=spec, optimizer="adam", learning_rate=1e-3)
+    except strategies.SpecError as e:
+      p.error(f"{flag} {spec}: {one_line(e)}")
+  return out
+
+
 def _slug(text: str | None) -> str:
   return re.sub(r"[^A-Za-z0-9.=_-]+", "_", str(text)).strip("_")
+
+
+def comparison_name(clip: str, lr: float) -> str:
+  """The directory name of one run of a comparison.
+
+  >>> comparison_name("zclip:max_grad_norm=None", 0.003)
+  'lr0.003-zclip_max_grad_norm=None'
+  """
+  return f"lr{lr:g}-{_slug(clip)}"
 
 
 def run_name(args: argparse.Namespace) -> str:

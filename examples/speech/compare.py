@@ -31,14 +31,12 @@ import argparse
 import copy
 import json
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from examples.common import cli
 from examples.common import data
 from examples.common import plots
-from examples.common import strategies
 from examples.common import trainer
 from examples.speech import train as speech
 
@@ -81,27 +79,11 @@ def parse(
   p = make_parser()
   args = cli.parse(p, argv, "speech")
   speech.check_args(p, args)
-  try:
-    args.lr_list = [float(x) for x in args.lrs.split(",") if x.strip()]
-  except ValueError:
-    p.error(f"--lrs {args.lrs!r}: expected numbers separated by commas")
-  if not args.lr_list or any(
-    not math.isfinite(x) or x <= 0 for x in args.lr_list
-  ):
-    p.error(f"--lrs {args.lrs!r}: expected positive learning rates")
-  args.clips = args.compare_clip or list(DEFAULT_CLIPS)
-  for spec in args.clips:
-    try:
-      strategies.build_tx(
-        clip=spec, optimizer=args.optimizer, learning_rate=1.0
-      )
-    except strategies.SpecError as e:
-      p.error(f"--compare-clip {spec}: {e}")
+  args.lr_list = cli.number_list(p, "--lrs", args.lrs)
+  args.clips = cli.clip_list(
+    p, "--compare-clip", args.compare_clip or DEFAULT_CLIPS
+  )
   return p, args
-
-
-def _slug(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9.=_-]+", "_", text).strip("_")
 
 
 def table(rows: list[dict]) -> str:
@@ -133,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     for spec in args.clips:
       run = copy.copy(args)
       run.lr, run.clip = lr, spec
-      run.workdir = str(root / f"lr{lr:g}-{_slug(spec)}")
+      run.workdir = str(root / cli.comparison_name(spec, lr))
       print(f"--- lr {lr:g}, clip {spec}")
       result = trainer.train(speech.build_task(run, corpus), run)
       ev = result.eval

@@ -30,7 +30,6 @@ from pathlib import Path
 from examples.common import cli
 from examples.common import data
 from examples.common import plots
-from examples.common import strategies
 from examples.common import trainer
 from examples.common.data import REPO_ROOT
 from examples.common.trainer import fmt_number as _num
@@ -130,18 +129,8 @@ def table(rows: list[tuple[str, float, trainer.RunResult]]) -> str:
 def main(argv: Sequence[str] | None = None):
   p = make_parser()
   args = p.parse_args(argv)
-  clips = [c.strip() for c in args.clips.split(";") if c.strip()]
-  try:
-    lrs = [float(x) for x in args.lrs.split(",") if x.strip()]
-  except ValueError:
-    p.error(f"--lrs {args.lrs!r}: give comma-separated numbers")
-  if not clips or not lrs or min(lrs) <= 0 or args.steps < 1:
-    p.error("give at least one clip, positive learning rates and --steps >= 1")
-  for c in clips:
-    try:
-      strategies.build_tx(clip=c, optimizer="adam", learning_rate=1e-3)
-    except strategies.SpecError as e:
-      p.error(str(e))
+  clips = cli.clip_list(p, "--clips", args.clips)
+  lrs = cli.number_list(p, "--lrs", args.lrs)
   first = _run_args(args, clips[0], lrs[0], Path(args.workdir))
   summ.check_args(p, first)
   try:
@@ -155,7 +144,7 @@ def main(argv: Sequence[str] | None = None):
   t0 = time.perf_counter()
   for lr in lrs:
     for clip in clips:
-      name = f"lr{lr:g}-{clip.replace(':', '_').replace(',', '_')}"
+      name = cli.comparison_name(clip, lr)
       run_args = _run_args(args, clip, lr, out / name)
       print(f"\n== {name}: Adam lr {lr:g}, --clip {clip}")
       result = trainer.train(summ.build_task(run_args, corpus), run_args)

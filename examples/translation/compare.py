@@ -38,7 +38,6 @@ from examples.common import cli
 from examples.common import data
 from examples.common import metrics
 from examples.common import plots
-from examples.common import strategies
 from examples.common import trainer
 from examples.common.data import REPO_ROOT
 from examples.common.trainer import fmt_number as _num
@@ -103,16 +102,6 @@ def make_parser() -> argparse.ArgumentParser:
   )
   p.add_argument("--no-progress", action="store_true", help="no progress bars")
   return p
-
-
-def _numbers(p, flag: str, text: str, hi: float = math.inf) -> list[float]:
-  try:
-    out = [float(x) for x in text.split(",") if x.strip()]
-  except ValueError:
-    p.error(f"{flag} {text!r}: give comma-separated numbers")
-  if not out or not all(0 < x <= hi and math.isfinite(x) for x in out):
-    p.error(f"{flag} {text!r}: give numbers in (0, {hi:g}]")
-  return out
 
 
 def _run_args(args, workdir: Path, **flags) -> argparse.Namespace:
@@ -196,16 +185,9 @@ def main(argv: Sequence[str] | None = None):
   args = p.parse_args(argv)
   name = "translation-" + ("compare" if args.mode == "clip" else "curves")
   out = Path(args.workdir or REPO_ROOT / "runs" / name)
-  clips = [c.strip() for c in args.clips.split(";") if c.strip()]
-  lrs = _numbers(p, "--lrs", args.lrs)
-  fractions = _numbers(p, "--fractions", args.fractions, hi=1.0)
-  if not clips:
-    p.error("--clips: give at least one spec (`none` for no clipping)")
-  for c in clips:
-    try:
-      strategies.build_tx(clip=c, optimizer="adam", learning_rate=1e-3)
-    except strategies.SpecError as e:
-      p.error(cli.one_line(e))
+  clips = cli.clip_list(p, "--clips", args.clips)
+  lrs = cli.number_list(p, "--lrs", args.lrs)
+  fractions = cli.number_list(p, "--fractions", args.fractions, hi=1.0)
   _run_args(args, out / "check")  # bad --train-flags: a usage error now
   with cli.usage_errors(p):
     pairs, source = load_pairs(data_dir=args.data_dir)
@@ -214,7 +196,7 @@ def main(argv: Sequence[str] | None = None):
   if args.mode == "clip":
     for lr in lrs:
       for clip in clips:
-        name = f"lr{lr:g}-{clip.replace(':', '_').replace(',', '_')}"
+        name = cli.comparison_name(clip, lr)
         run = _run_args(args, out / name, clip=clip, lr=lr)
         run.eval_every = args.steps
         print(f"\n== {name}: Adam lr {lr:g}, --clip {clip}", flush=True)
