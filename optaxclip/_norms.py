@@ -174,15 +174,28 @@ PARTITION_SPECS_DOC = """partition_specs: the layout of the updates inside
       ``axis_name``."""
 
 
+UNIT_AXIS_NAME_DOC = """axis_name: a mapped axis name, or a tuple of names,
+      under :func:`jax.shard_map`. ``shard_map``'s types say that a leaf is
+      split, not along which dimension: a leaf (update or parameter) split
+      along it needs ``partition_specs`` (without, ``ValueError``); a unit
+      spanning a split dimension is then reduced across devices, one in a
+      split dimension it does not span is not. Replicated leaves need
+      nothing. Under :func:`jax.jit` with ``NamedSharding`` XLA does it."""
+
+
 def documents_partition_specs(f: Callable) -> Callable:
   """Writes :data:`PARTITION_SPECS_DOC` into ``f``'s docstring, once.
 
   The docstring names the argument as ``partition_specs: PARTITION_SPECS``.
+  A unit-wise strategy's may also name ``axis_name: UNIT_AXIS_NAME``, for
+  :data:`UNIT_AXIS_NAME_DOC`.
   """
   marker = "partition_specs: PARTITION_SPECS"
   if f.__doc__ is None or marker not in f.__doc__:
     raise AssertionError(f"{f.__name__}'s docstring lacks {marker!r}")
-  f.__doc__ = f.__doc__.replace(marker, PARTITION_SPECS_DOC)
+  f.__doc__ = f.__doc__.replace(marker, PARTITION_SPECS_DOC).replace(
+    "axis_name: UNIT_AXIS_NAME", UNIT_AXIS_NAME_DOC
+  )
   return f
 
 

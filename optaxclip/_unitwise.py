@@ -77,13 +77,7 @@ def adaptive_grad_clip(
       repeats); it never wraps around.
     nonfinite: policy for non-finite gradients: ``"zero"`` (default),
       ``"propagate"`` or ``"error"``.
-    axis_name: a mapped axis name, or a tuple of names, under
-      :func:`jax.shard_map`. ``shard_map``'s types say that a leaf is
-      split, not along which dimension: a leaf (update or parameter) split
-      along it needs ``partition_specs`` (without, ``ValueError``); a unit
-      spanning a split dimension is then reduced across devices, one in a
-      split dimension it does not span is not. Replicated leaves need
-      nothing. Under :func:`jax.jit` with ``NamedSharding`` XLA does it.
+    axis_name: UNIT_AXIS_NAME
     partition_specs: PARTITION_SPECS
     name: key of this clipper's statistics in :func:`optaxclip.stats`.
 

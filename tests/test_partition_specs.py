@@ -57,6 +57,7 @@ def test_every_strategy_with_axis_name_takes_partition_specs():
       assert kind == inspect.Parameter.KEYWORD_ONLY, f
       assert params["partition_specs"].default is None, f
       assert "PARTITION_SPECS" not in f.__doc__, f
+      assert "UNIT_AXIS_NAME" not in f.__doc__, f
       assert "check_vma=False" in f.__doc__, f
   assert with_axis_name == len(STRATEGIES) + 2
 
