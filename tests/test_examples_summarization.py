@@ -218,6 +218,8 @@ SMALL = {"test_size": 3, "val_size": 3}
     ({"clip": "clip_by_nothing:1"}, "clip_by_nothing"),
     ({"packages_file": str(PK)}, "--packages-file needs --data-file"),
     ({"data_file": str(TR), "src_len": 0}, "--src-len"),
+    ({"data_file": str(TR), "tgt_len": 1}, "--tgt-len must be at least 2"),
+    ({"data_file": str(TR), "vocab_size": 7}, "--vocab-size must be at least"),
     ({"data_file": str(TR), "vocab_size": 10**6, **SMALL}, "--vocab-size"),
     ({"data_file": str(TR)}, "too few for --test-size 1000"),
   ],

@@ -149,27 +149,11 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
       p.error(f"{name} {path}: the file is empty")
   if args.packages_file and not args.data_file:
     p.error("--packages-file needs --data-file")
-  minimum = {
-    "steps": 1,
-    "batch_size": 1,
-    "hidden": 1,
-    "embed": 1,
-    "layers": 1,
-    "src_len": 1,
-    "tgt_len": 2,
-    "vocab_size": 8,
-    "test_size": 1,
-    "val_size": 1,
-    "eval_batch_size": 1,
-    "eval_every": 1,
-    "ckpt_every": 1,
-  }
-  for k, lo in minimum.items():
-    if getattr(args, k) < lo:
-      p.error(f"--{k.replace('_', '-')} must be at least {lo}")
-  for k in ("max_docs", "lead_words", "samples"):
-    if getattr(args, k) < 0:
-      p.error(f"--{k.replace('_', '-')} must not be negative")
+  # The other sizes are positive (or non-negative) by their argparse types.
+  if args.tgt_len < 2:
+    p.error("--tgt-len must be at least 2 (a piece and </s>)")
+  if args.vocab_size < 8:
+    p.error("--vocab-size must be at least 8")
 
 
 # ---------------------------------------------------------------------------
