@@ -69,6 +69,7 @@ import _cli
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BASELINE = "adam"
 OURS = "optaxclip.clip_by_global_norm"
+PROPAGATE = "optaxclip.clip_by_global_norm(nonfinite=propagate)"
 LR = 1e-3
 
 
@@ -120,6 +121,9 @@ class Floor:
     reduce: what a pass reduces to: ``"leaf"``, one value per tensor
       (``_norms.leaf_powers``); ``"global"``, one value for the whole tree
       (``_norms.global_power``), as a global-norm clipper needs.
+    zero: whether a pass also zeroes the updates when its reduction is not
+      finite, as the default ``nonfinite="zero"`` policy must: a select on
+      every element, since a factor of 0 alone turns Inf into NaN.
   """
 
   states: int = 0
@@ -127,6 +131,7 @@ class Floor:
   params: bool = False
   stage: str = "grad"
   reduce: str = "leaf"
+  zero: bool = False
 
 
 # What each strategy with a known floor must touch beyond Adam, whatever
@@ -136,27 +141,32 @@ FLOORS: dict[str, Floor] = {
   # A clipper that scales by the global norm must read every gradient once
   # before Adam reads it again: the floor of any two-pass global clip. The
   # norm-based adaptive strategies and the spike skip need the same norm.
-  OURS: Floor(passes=1, reduce="global"),
+  # optaxclip's strategies zero a non-finite step by default
+  # (``nonfinite="zero"``), which costs a select on every element: that is
+  # part of their floors (``zero=True``); a clip without the policy (optax's,
+  # ours with ``nonfinite="propagate"``) has the plain pass as its floor.
+  OURS: Floor(passes=1, reduce="global", zero=True),
+  PROPAGATE: Floor(passes=1, reduce="global"),
   "optax.clip_by_global_norm": Floor(passes=1, reduce="global"),
-  "autoclip": Floor(passes=1, reduce="global"),
-  "zclip": Floor(passes=1, reduce="global"),
+  "autoclip": Floor(passes=1, reduce="global", zero=True),
+  "zclip": Floor(passes=1, reduce="global", zero=True),
   "skip_on_spike": Floor(passes=1, reduce="global"),
   # Per-tensor norms: the same one pass, one factor per tensor.
-  "clip_by_tensor_norm": Floor(passes=1),
-  "adagc": Floor(passes=1),
+  "clip_by_tensor_norm": Floor(passes=1, zero=True),
+  "adagc": Floor(passes=1, zero=True),
   "optax.clip_by_block_rms": Floor(passes=1),
   # Per-layer norms: one pass too (a group's norm sums its leaves' powers).
-  "clip_by_layer_rules": Floor(passes=1),
-  "clip_by_layer_group": Floor(passes=1),
+  "clip_by_layer_rules": Floor(passes=1, zero=True),
+  "clip_by_layer_group": Floor(passes=1, zero=True),
   # SPAM keeps its own EMA v of g^2 and decides element by element: one
   # full-size state read and written, in the same pass as the gradient read.
   "clip_spikes": Floor(states=1),
   # AdaClip needs each tensor's max |g| before it can clip, and AdaGN needs
   # the norm of the clipped tensor before it can scale: two passes.
-  "stable_spam_clip": Floor(passes=2),
+  "stable_spam_clip": Floor(passes=2, zero=True),
   # Clippy needs, per tensor, a bound over (update, weight) pairs before it
   # can scale the update: one pass reading both, after Adam.
-  "clippy": Floor(passes=1, params=True, stage="update"),
+  "clippy": Floor(passes=1, params=True, stage="update", zero=True),
 }
 
 
@@ -203,6 +213,8 @@ def _floor_transform(spec: Floor) -> optax.GradientTransformationExtraArgs:
       if spec.reduce == "global":
         factors = factors * len(leaves)
       leaves = [x * f.astype(x.dtype) for x, f in zip(leaves, factors)]
+      if spec.zero:
+        leaves = [jnp.where(f > 0, x, 0) for x, f in zip(leaves, factors)]
     return jax.tree.unflatten(treedef, leaves), new_state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -343,6 +355,18 @@ def _strategy_variants(module: ModuleType = optaxclip) -> list[Variant]:
       Variant(
         "optax.clip_by_global_norm",
         lambda: optax.chain(optax.clip_by_global_norm(1.0), _adam()),
+      )
+    )
+    # The same clip without the default non-finite policy: the difference
+    # to OURS is what zeroing a non-finite step costs (a select on every
+    # element, since Inf * 0 is NaN), the difference to the floor is the
+    # rest of the strategy (threshold, factor, statistics).
+    out.append(
+      Variant(
+        PROPAGATE,
+        lambda: optax.chain(
+          module.clip_by_global_norm(1.0, nonfinite="propagate"), _adam()
+        ),
       )
     )
   cases = _load_registry()

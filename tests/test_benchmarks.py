@@ -75,6 +75,8 @@ def test_every_registry_case_is_a_variant():
     "floor:optaxclip.clip_by_global_norm"
   )
   assert floors["zclip"] == floors["optaxclip.clip_by_global_norm"]
+  # Without the non-finite policy's select: the plain global floor.
+  assert floors[overhead.PROPAGATE] == "floor:optax.clip_by_global_norm"
   assert floors["adagc"] == "floor:clip_by_tensor_norm"
   assert floors["clip_spikes"] == "floor:clip_spikes"
   for floor in floors.values():
@@ -92,6 +94,21 @@ def test_a_global_floor_reads_the_gradients_once_and_changes_nothing():
   # time: a NaN anywhere zeroes every leaf (NaN >= 0 is False).
   bad, _ = jax.jit(tx.update)({**g, "b": g["b"].at[0].set(jnp.nan)}, ())
   assert float(jnp.abs(bad["a"]).sum()) == 0.0
+
+
+def test_a_zeroing_floor_zeroes_inf_where_a_factor_of_0_gives_nan():
+  overhead = _overhead()
+  g = {"a": jnp.arange(6.0).reshape(2, 3), "b": -jnp.ones(4)}
+  g_inf = {**g, "b": g["b"].at[1].set(jnp.inf)}
+  for zero in (False, True):
+    tx = overhead._floor_transform(
+      overhead.Floor(passes=1, reduce="global", zero=zero)
+    )
+    chex.assert_trees_all_equal(jax.jit(tx.update)(g, ())[0], g)
+    out, _ = jax.jit(tx.update)(g_inf, ())
+    assert bool(jnp.isnan(out["b"][1])) != zero  # inf * 0 is NaN
+    if zero:
+      chex.assert_trees_all_equal(out, jax.tree.map(jnp.zeros_like, g))
 
 
 def test_xla_options_are_parsed_applied_and_recorded(tmp_path):
