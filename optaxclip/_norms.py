@@ -63,12 +63,29 @@ def _leaf_power(x: jax.Array, ord: _validation.Ord, axis=None, keepdims=False):
   return jnp.sum(v, axis=axis, keepdims=keepdims)
 
 
+@jax.custom_jvp
+def _sqrt(x: jax.Array) -> jax.Array:
+  """``sqrt(x)``, whose derivative at 0 is 0 rather than infinite."""
+  return jnp.sqrt(x)
+
+
+@_sqrt.defjvp
+def _sqrt_jvp(primals, tangents):
+  (x,), (t,) = primals, tangents
+  y = jnp.sqrt(x)
+  zero = x == 0
+  return y, jnp.where(zero, 0, t / (2 * jnp.where(zero, 1, y)))
+
+
 def root(power: jax.Array, ord: _validation.Ord) -> jax.Array:
-  """Norm from a power; the square root has a finite gradient at 0."""
+  """Norm from a power; the square root has a finite gradient at 0.
+
+  The guard lives in the derivative only (a custom JVP), so the program
+  that is not differentiated holds one square root per norm.
+  """
   if ord != 2:
     return power
-  zero = power == 0
-  return jnp.where(zero, 0, jnp.sqrt(jnp.where(zero, 1, power)))
+  return _sqrt(power)
 
 
 def _as_axes(axis_name) -> tuple[Any, ...]:

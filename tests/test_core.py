@@ -261,6 +261,16 @@ def test_root_has_finite_gradient_at_zero():
   chex.assert_trees_all_equal(grad, jnp.zeros(3))
   assert float(_norms.root(jnp.float32(4.0), 2)) == 2.0
   assert float(_norms.root(jnp.float32(4.0), 1)) == 4.0
+  # Elsewhere the derivative is sqrt's, 1 / (2 sqrt(p)), in both modes.
+  p = jnp.array([0.0, 0.25, 4.0, 9.0])
+  want = np.array([0.0, 1.0, 0.25, 1 / 6])
+  d = jax.vmap(jax.grad(lambda q: _norms.root(q, 2)))(p)
+  np.testing.assert_allclose(d, want)
+  jac = jax.jacfwd(lambda q: _norms.root(q, 2))(p)
+  np.testing.assert_allclose(np.diag(jac), want)
+  # The guard is in the derivative only: the norm is one square root.
+  jaxpr = str(jax.make_jaxpr(lambda q: _norms.root(q, 2))(p))
+  assert "sqrt" in jaxpr and "select" not in jaxpr
 
 
 # ---------------------------------------------------------------------------
