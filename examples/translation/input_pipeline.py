@@ -353,6 +353,7 @@ def load_debian_mo(
     info["pairs_per_package"][name] = kept
   pairs = list(seen)
   info["pairs"] = len(pairs)
+  root.mkdir(parents=True, exist_ok=True)
   tsv.write_text("".join(f"{a}\t{b}\n" for a, b in pairs), encoding="utf-8")
   meta.write_text(json.dumps(info, indent=1))
   return pairs, info
