@@ -45,6 +45,7 @@ from examples.translation.input_pipeline import split_pairs
 from examples.translation.models import Seq2Seq
 
 SCHEDULES = ("cosine", "constant")
+EXTRA_BATCHES = 0.3  # --extra-batches when --extra-corpus is given alone
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -218,7 +219,7 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
   if args.extra_batches is not None and args.extra_corpus is None:
     p.error("--extra-batches needs --extra-corpus")
   if args.extra_corpus is not None and args.extra_batches is None:
-    args.extra_batches = 0.3
+    args.extra_batches = EXTRA_BATCHES
   if args.extra_corpus is not None and not args.extra_batches:
     p.error("--extra-batches must be above 0 with --extra-corpus")
   if (args.extra_batches or 0.0) + args.dict_batches >= 1.0:
@@ -407,8 +408,12 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
         args.dict_batches,
       )
     )
-  extra_batches = getattr(args, "extra_batches", None) or 0.0
-  if getattr(args, "extra_corpus", None) is not None and extra_batches > 0:
+  extra_batches = 0.0
+  if args.extra_corpus is not None:
+    extra_batches = args.extra_batches
+    if extra_batches is None:
+      extra_batches = EXTRA_BATCHES
+  if extra_batches > 0:
     if source == "cmudict":
       raise cli.UsageError("--extra-corpus needs German-English pairs")
     extra_p, extra_info = load_debian_mo(
