@@ -118,7 +118,7 @@ def test_compressed_lists_and_the_private_apt_fetch(tmp_path, monkeypatch):
     pk.write_bytes(gzip.compress(PK.read_bytes()))
     return subprocess.CompletedProcess(cmd, 0, "", "")
 
-  monkeypatch.setattr(ip.subprocess, "run", fake_run)
+  monkeypatch.setattr(subprocess, "run", fake_run)
   tr_path, pk_path = ip.fetch_lists(tmp_path)
   cmd, env = calls[0]
   assert cmd == ["apt-get", "update", "-o", "Acquire::Languages=en"]

