@@ -130,3 +130,28 @@ def test_xla_options_are_parsed_applied_and_recorded(tmp_path):
   # An option XLA does not know fails the variant's compile, and says so.
   (res,) = overhead.main([*base, "--xla-option", "xla_no_such_option=1"])
   assert "xla_no_such_option" in res["rows"][0]["error"]
+
+
+def test_compile_one_measures_one_variant_per_process(capsys):
+  path = ROOT / "benchmarks" / "compile_one.py"
+  spec = importlib.util.spec_from_file_location("_oc_compile_one", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  rows = {
+    v: module.main([v, "--leaves", "4", "--size", "4k"])
+    for v in ("adam", "clip_by_tensor_norm")
+  }
+  printed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+  assert printed == list(rows.values())
+  for r in rows.values():
+    assert r["leaves"] == 4 and r["compile_cpu_s"] > 0
+    assert r["max_rss_gib"] > 0
+  # The clip adds its norms, factors and statistics to Adam's program.
+  adam, clip = rows["adam"], rows["clip_by_tensor_norm"]
+  assert clip["hlo_instructions"] > adam["hlo_instructions"] > 0
+  for bad in (["nope"], ["adam", "--leaves", "0"], ["adam", "--size", "x"]):
+    with pytest.raises(SystemExit) as e:
+      module.main(bad)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "error:" in err[0]
