@@ -357,18 +357,18 @@ def _strategy_variants(module: ModuleType = optaxclip) -> list[Variant]:
         lambda: optax.chain(optax.clip_by_global_norm(1.0), _adam()),
       )
     )
-    # The same clip without the default non-finite policy: the difference
-    # to OURS is what zeroing a non-finite step costs (a select on every
-    # element, since Inf * 0 is NaN), the difference to the floor is the
-    # rest of the strategy (threshold, factor, statistics).
-    out.append(
-      Variant(
-        PROPAGATE,
-        lambda: optax.chain(
-          module.clip_by_global_norm(1.0, nonfinite="propagate"), _adam()
-        ),
-      )
+  # The same clip without the default non-finite policy: the difference
+  # to OURS is what zeroing a non-finite step costs (a select on every
+  # element, since Inf * 0 is NaN), the difference to the floor is the
+  # rest of the strategy (threshold, factor, statistics).
+  out.append(
+    Variant(
+      PROPAGATE,
+      lambda: optax.chain(
+        module.clip_by_global_norm(1.0, nonfinite="propagate"), _adam()
+      ),
     )
+  )
   cases = _load_registry()
   names = {v.name for v in out}
   for case in cases:
